@@ -1,0 +1,93 @@
+#!/usr/bin/env python3
+"""The project's one entry point. Needs only the standard library to start.
+
+    python build.py setup            create/update .venv (Python 3.11) with the pinned dependencies
+    python build.py test [ARGS]      set up if needed, then run the whole pytest suite (ARGS go to pytest)
+    python build.py data [ARGS]      build the training set into data/ (see `python build.py data --help`)
+    python build.py retarget-report  retarget every source, print the validation table, write docs/data.md parts
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = ROOT / ".venv"
+PYTHON_VERSION = "3.11"
+# Exact pins: numpy<2 because the bpy 5.0 wheel requires it; torch 2.13.0 resolves to the CPU wheel here.
+REQUIREMENTS = [
+    "bpy==5.0.1",
+    "torch==2.13.0",
+    "smplx==0.1.28",
+    "numpy==1.26.4",
+    "scipy==1.17.1",
+    "safetensors==0.8.0",
+    "tqdm==4.70.1",
+    "matplotlib==3.11.2",
+    "pytest==9.2.0",
+    "hypothesis==6.170.15",
+]
+STAMP = VENV / ".requirements.sha256"
+
+
+def venv_python() -> Path:
+    return VENV / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
+
+
+def find_base_python() -> str:
+    """A Python 3.11 interpreter to create the venv with."""
+    if sys.version_info[:2] == tuple(int(p) for p in PYTHON_VERSION.split(".")):
+        return sys.executable
+    found = shutil.which(f"python{PYTHON_VERSION}")
+    if not found:
+        sys.exit(f"build.py: Python {PYTHON_VERSION} is required (bpy wheels exist only for it); "
+                 f"install it and run `python{PYTHON_VERSION} build.py setup`.")
+    return found
+
+
+def run(cmd: list, **kwargs) -> None:
+    print("+", " ".join(str(c) for c in cmd), flush=True)
+    result = subprocess.run([str(c) for c in cmd], cwd=ROOT, **kwargs)
+    if result.returncode:
+        sys.exit(result.returncode)
+
+
+def setup() -> None:
+    """Create .venv and install the pinned requirements; a no-op when the stamp says they are installed."""
+    wanted = hashlib.sha256("\n".join(REQUIREMENTS).encode()).hexdigest()
+    if venv_python().exists() and STAMP.exists() and STAMP.read_text().strip() == wanted:
+        return
+    if not venv_python().exists():
+        run([find_base_python(), "-m", "venv", VENV])
+    run([venv_python(), "-m", "pip", "install", "--disable-pip-version-check", "-q", *REQUIREMENTS])
+    STAMP.write_text(wanted + "\n")
+    print(f"build.py: {VENV.name} is ready")
+
+
+def in_venv(module_args: list) -> None:
+    setup()
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    run([venv_python(), *module_args], env=env)
+
+
+def main(argv: list[str]) -> None:
+    command, args = (argv[0], argv[1:]) if argv else ("help", [])
+    if command == "setup":
+        setup()
+    elif command == "test":
+        in_venv(["-m", "pytest", *(args or ["tests", "-q"])])
+    elif command == "data":
+        in_venv(["-m", "training.dataset", *args])
+    elif command == "retarget-report":
+        in_venv(["-m", "training.validate_retarget", *args])
+    else:
+        print(__doc__)
+        sys.exit(0 if command in ("help", "-h", "--help") else 2)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,86 @@
+"""Reading and writing AMASS-style SMPL-X motion files (.npz).
+
+Keys: `poses` (N, 165) axis-angle in SMPL-X joint order, `trans` (N, 3) metres, `mocap_frame_rate` (scalar),
+optional `betas`. SMPL+H files from AMASS (`poses` (N, 156): no jaw or eyes) are read with zero jaw and eyes.
+Other keys are kept and written back unchanged.
+"""
+from __future__ import annotations
+
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .errors import DPoserError
+from .layout import POSE_DIM
+
+FPS_KEYS = ("mocap_frame_rate", "mocap_framerate", "fps")
+_SMPLH_DIM = 156  # global + 21 body + 2 x 15 hand joints
+_SMPLH_TO_SMPLX = np.r_[0:66, 75:165]  # where SMPL+H values go in the 165 vector (jaw/eyes 66:75 stay zero)
+
+
+@dataclass
+class AmassMotion:
+    """poses (N, 165), trans (N, 3), fps, betas (B,) or None, extra: other arrays from the file."""
+
+    poses: np.ndarray
+    trans: np.ndarray
+    fps: float
+    betas: np.ndarray | None = None
+    extra: dict = field(default_factory=dict)
+
+
+def read_amass_npz(path: str | Path, default_fps: float = 30.0) -> AmassMotion:
+    """Read an AMASS-style npz; raises DPoserError naming the file and the problem."""
+    path = Path(path)
+    if not path.is_file():
+        raise DPoserError(f"{path}: file not found")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {k: data[k] for k in data.files}
+    except (OSError, ValueError, zipfile.BadZipFile) as exc:
+        raise DPoserError(f"{path}: not a readable .npz file ({exc})") from None
+    if "poses" not in arrays:
+        raise DPoserError(f"{path}: missing the 'poses' array (found: {', '.join(sorted(arrays)) or 'nothing'})")
+    poses = np.asarray(arrays.pop("poses"), dtype=np.float64)
+    if poses.ndim == 3 and poses.shape[1:] == (55, 3):
+        poses = poses.reshape(len(poses), POSE_DIM)
+    if poses.ndim != 2 or poses.shape[1] not in (POSE_DIM, _SMPLH_DIM) or len(poses) == 0:
+        raise DPoserError(f"{path}: 'poses' must have shape (N, 165) (SMPL-X) or (N, 156) (SMPL+H), "
+                          f"got {poses.shape}")
+    if poses.shape[1] == _SMPLH_DIM:
+        full = np.zeros((len(poses), POSE_DIM))
+        full[:, _SMPLH_TO_SMPLX] = poses
+        poses = full
+    trans = np.asarray(arrays.pop("trans", np.zeros((len(poses), 3))), dtype=np.float64)
+    if trans.shape != (len(poses), 3):
+        raise DPoserError(f"{path}: 'trans' must have shape ({len(poses)}, 3), got {trans.shape}")
+    for name, values in (("poses", poses), ("trans", trans)):
+        if not np.all(np.isfinite(values)):
+            frame = int(np.nonzero(~np.isfinite(values).all(axis=1))[0][0])
+            raise DPoserError(f"{path}: '{name}' holds NaN or infinite values (first at frame {frame})")
+    fps = default_fps
+    for key in FPS_KEYS:
+        if key in arrays:
+            fps = float(arrays.pop(key))
+            break
+    if not fps > 0:
+        raise DPoserError(f"{path}: frame rate must be positive, got {fps}")
+    betas = arrays.pop("betas", None)
+    return AmassMotion(poses, trans, fps, None if betas is None else np.asarray(betas), arrays)
+
+
+def write_amass_npz(path: str | Path, motion: AmassMotion) -> None:
+    """Write `motion` as an AMASS-style npz (written to a temporary name first, so no partial file remains)."""
+    path = Path(path)
+    poses = np.asarray(motion.poses)
+    if poses.ndim != 2 or poses.shape[1] != POSE_DIM:
+        raise DPoserError(f"{path}: poses must have shape (N, 165), got {poses.shape}")
+    arrays = dict(motion.extra)
+    arrays.update(poses=poses, trans=np.asarray(motion.trans), mocap_frame_rate=np.float64(motion.fps))
+    if motion.betas is not None:
+        arrays["betas"] = np.asarray(motion.betas)
+    tmp = path.with_name(path.name + ".tmp.npz")
+    np.savez(tmp, **arrays)
+    tmp.replace(path)

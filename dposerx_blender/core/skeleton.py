@@ -1,0 +1,172 @@
+"""The SMPL-X skeleton as tables: 55 joint names and parents, part groups, occlusion groups, mirroring,
+a licence-free rest skeleton and batched forward kinematics.
+
+Frame (SMPL-X canonical): +Y up, +X the subject's left, +Z forward (the face looks along +Z). Rest pose is a
+T-pose with palms down and thumbs forward.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from smplx.joint_names import JOINT_NAMES as _SMPLX_JOINT_NAMES
+from smplx.lbs import batch_rigid_transform
+
+# The first 55 entries of smplx's list are the skeleton joints; the rest are surface landmarks.
+JOINT_NAMES: tuple[str, ...] = tuple(_SMPLX_JOINT_NAMES[:55])
+NUM_JOINTS = 55
+JOINT_INDEX = {name: i for i, name in enumerate(JOINT_NAMES)}
+
+_PARENT_NAMES = {
+    "left_hip": "pelvis", "right_hip": "pelvis", "spine1": "pelvis",
+    "left_knee": "left_hip", "right_knee": "right_hip", "spine2": "spine1",
+    "left_ankle": "left_knee", "right_ankle": "right_knee", "spine3": "spine2",
+    "left_foot": "left_ankle", "right_foot": "right_ankle",
+    "neck": "spine3", "left_collar": "spine3", "right_collar": "spine3", "head": "neck",
+    "left_shoulder": "left_collar", "right_shoulder": "right_collar",
+    "left_elbow": "left_shoulder", "right_elbow": "right_shoulder",
+    "left_wrist": "left_elbow", "right_wrist": "right_elbow",
+    "jaw": "head", "left_eye_smplhf": "head", "right_eye_smplhf": "head",
+}
+FINGERS = ("index", "middle", "pinky", "ring", "thumb")  # SMPL-X order within each hand
+for _side in ("left", "right"):
+    for _finger in FINGERS:
+        _PARENT_NAMES[f"{_side}_{_finger}1"] = f"{_side}_wrist"
+        _PARENT_NAMES[f"{_side}_{_finger}2"] = f"{_side}_{_finger}1"
+        _PARENT_NAMES[f"{_side}_{_finger}3"] = f"{_side}_{_finger}2"
+
+PARENTS: tuple[int, ...] = tuple(-1 if n == "pelvis" else JOINT_INDEX[_PARENT_NAMES[n]] for n in JOINT_NAMES)
+
+# Part groups (joint indices). Global orientation (pelvis, index 0) belongs to no part: it is not modelled.
+BODY_JOINTS = tuple(range(1, 22))
+JAW_JOINT = JOINT_INDEX["jaw"]
+EYE_JOINTS = (JOINT_INDEX["left_eye_smplhf"], JOINT_INDEX["right_eye_smplhf"])
+LEFT_HAND_JOINTS = tuple(range(25, 40))
+RIGHT_HAND_JOINTS = tuple(range(40, 55))
+PARTS = {
+    "body": BODY_JOINTS,
+    "left_hand": LEFT_HAND_JOINTS,
+    "right_hand": RIGHT_HAND_JOINTS,
+    "jaw": (JAW_JOINT,),
+    "eyes": EYE_JOINTS,
+}
+
+
+def _joints(*names: str) -> tuple[int, ...]:
+    return tuple(JOINT_INDEX[n] for n in names)
+
+
+# Occlusion groups of the DPoser papers' completion protocol (body joints); "hands" also covers the finger
+# joints, as in DPoser-X's whole-body protocol, which masks a hand together with its wrist.
+OCCLUSION_GROUPS = {
+    "left_leg": _joints("left_hip", "left_knee", "left_ankle", "left_foot"),
+    "right_leg": _joints("right_hip", "right_knee", "right_ankle", "right_foot"),
+    "left_arm": _joints("left_collar", "left_shoulder", "left_elbow", "left_wrist"),
+    "right_arm": _joints("right_collar", "right_shoulder", "right_elbow", "right_wrist"),
+    "trunk": _joints("spine1", "spine2", "spine3", "left_shoulder", "right_shoulder"),
+    "hands": _joints("left_wrist", "right_wrist") + LEFT_HAND_JOINTS + RIGHT_HAND_JOINTS,
+}
+OCCLUSION_GROUPS["legs"] = OCCLUSION_GROUPS["left_leg"] + OCCLUSION_GROUPS["right_leg"]
+OCCLUSION_GROUPS["arms"] = OCCLUSION_GROUPS["left_arm"] + OCCLUSION_GROUPS["right_arm"]
+
+
+def _mirror_name(name: str) -> str:
+    for a, b in (("left_", "right_"), ("right_", "left_")):
+        if name.startswith(a):
+            return b + name[len(a):]
+    return name
+
+
+# MIRROR_INDEX[j]: the joint that j becomes under a left/right reflection (itself for centre joints).
+MIRROR_INDEX: tuple[int, ...] = tuple(JOINT_INDEX[_mirror_name(n)] for n in JOINT_NAMES)
+
+# --- Licence-free rest skeleton -------------------------------------------------------------------------
+# Our own anthropometric T-pose for an adult of about 1.70 m, in metres, child offset from its parent,
+# written for the centre line and the LEFT side; the right side is its mirror image (x -> -x).
+# Segment lengths follow common anthropometric proportions of stature (thigh ~0.245 H, shank ~0.246 H,
+# upper arm ~0.17 H, forearm ~0.15 H, hand ~0.11 H); no numbers come from SMPL-X model files.
+_LEFT_AND_CENTRE_OFFSETS = {
+    "pelvis": (0.0, 0.0, 0.0),
+    "left_hip": (0.085, -0.075, -0.005),
+    "spine1": (0.0, 0.105, -0.025),
+    "left_knee": (0.01, -0.405, 0.005),
+    "spine2": (0.0, 0.135, 0.005),
+    "left_ankle": (-0.005, -0.41, -0.035),
+    "spine3": (0.0, 0.055, 0.01),
+    "left_foot": (0.01, -0.06, 0.125),
+    "neck": (0.0, 0.215, -0.03),
+    "left_collar": (0.07, 0.12, -0.015),
+    "head": (0.0, 0.09, 0.045),
+    "left_shoulder": (0.115, 0.035, -0.015),
+    "left_elbow": (0.27, 0.0, -0.01),
+    "left_wrist": (0.25, 0.0, 0.005),
+    "jaw": (0.0, 0.005, 0.035),
+    "left_eye_smplhf": (0.032, 0.075, 0.085),
+    # Fingers: T-pose hand along +X, palm down (-Y), thumb forward (+Z).
+    "left_index1": (0.095, -0.008, 0.026),
+    "left_index2": (0.038, -0.002, 0.0),
+    "left_index3": (0.024, -0.002, 0.0),
+    "left_middle1": (0.097, -0.008, 0.005),
+    "left_middle2": (0.042, -0.002, 0.0),
+    "left_middle3": (0.027, -0.002, 0.0),
+    "left_pinky1": (0.082, -0.01, -0.035),
+    "left_pinky2": (0.03, -0.002, -0.003),
+    "left_pinky3": (0.019, -0.002, -0.002),
+    "left_ring1": (0.091, -0.009, -0.016),
+    "left_ring2": (0.039, -0.002, -0.002),
+    "left_ring3": (0.025, -0.002, -0.001),
+    "left_thumb1": (0.022, -0.014, 0.025),
+    "left_thumb2": (0.03, -0.006, 0.026),
+    "left_thumb3": (0.027, -0.002, 0.016),
+}
+# Far ends of the leaf segments (head top, toe tips, finger tips...), used to aim and draw leaf bones.
+_LEFT_AND_CENTRE_TIPS = {
+    "head": (0.0, 0.17, 0.01),
+    "left_foot": (0.0, -0.015, 0.06),
+    "jaw": (0.0, -0.06, 0.085),
+    "left_eye_smplhf": (0.0, 0.0, 0.025),
+    "left_index3": (0.021, -0.002, 0.0),
+    "left_middle3": (0.023, -0.002, 0.0),
+    "left_pinky3": (0.018, -0.002, -0.001),
+    "left_ring3": (0.022, -0.002, -0.001),
+    "left_thumb3": (0.024, -0.002, 0.012),
+}
+
+
+def _mirrored_table(table: dict) -> dict:
+    """Full table over both sides from the left/centre entries."""
+    out = {}
+    for name, offset in table.items():
+        out[name] = offset
+        if name != _mirror_name(name):
+            out[_mirror_name(name)] = (-offset[0], offset[1], offset[2])
+    return out
+
+
+_OFFSETS = _mirrored_table(_LEFT_AND_CENTRE_OFFSETS)
+REST_OFFSETS = np.array([_OFFSETS[n] for n in JOINT_NAMES], dtype=np.float64)  # (55, 3)
+TIP_OFFSETS = {JOINT_INDEX[n]: np.array(o) for n, o in _mirrored_table(_LEFT_AND_CENTRE_TIPS).items()}
+
+
+def rest_joints(offsets: np.ndarray = REST_OFFSETS) -> np.ndarray:
+    """Rest joint positions from per-joint offsets. offsets (55, 3) -> joints (55, 3)."""
+    joints = np.zeros_like(offsets)
+    for j, p in enumerate(PARENTS):
+        joints[j] = offsets[j] if p < 0 else joints[p] + offsets[j]
+    return joints
+
+
+REST_JOINTS = rest_joints()  # (55, 3), pelvis at the origin
+
+
+def forward_kinematics(rot_mats: torch.Tensor, rest: torch.Tensor | np.ndarray | None = None) -> torch.Tensor:
+    """Posed joint positions from local joint rotations (global orientation = rot_mats[:, 0]).
+
+    rot_mats (B, 55, 3, 3), rest (55, 3) or (B, 55, 3) rest joint positions (default: REST_JOINTS)
+    -> joints (B, 55, 3), pelvis kept at its rest position. Device and dtype follow rot_mats.
+    """
+    batch = rot_mats.shape[0]
+    rest = torch.as_tensor(REST_JOINTS if rest is None else rest, dtype=rot_mats.dtype, device=rot_mats.device)
+    rest = rest.expand(batch, NUM_JOINTS, 3)
+    parents = torch.tensor(PARENTS, dtype=torch.long, device=rot_mats.device)
+    posed, _ = batch_rigid_transform(rot_mats, rest, parents, dtype=rot_mats.dtype)
+    return posed

@@ -1,0 +1,1 @@
+"""Training-side code: mocap parsing, retargeting, datasets. Never shipped in the extension zip."""

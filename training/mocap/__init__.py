@@ -1,0 +1,1 @@
+"""Mocap sources turned into SMPL-X poses: parsers, retargeting, synthetic parts."""

@@ -1,0 +1,277 @@
+"""Retargeting any source skeleton onto SMPL-X by global-rotation transfer with per-bone rest alignment.
+
+For every SMPL-X joint k mapped to a source joint (joint-map TOML in joint_maps/):
+1. Frame: a rotation A takes the source world axes to SMPL-X canonical axes (+X subject's left, +Y up), found
+   from the source rest pose (hips and shoulders give "left", pelvis-to-neck gives "up").
+2. Rest alignment: R_align_k turns SMPL-X's rest bone k onto the source's rest bone (T-pose vs A-pose,
+   different proportions), so the source's global rotation delta can be applied to the SMPL-X bone:
+   reference_k(t) = A G_src(t) A^T R_align_k. Each R_align_k is the parent's alignment plus the smallest
+   extra swing, so a rest bend at one joint (an A-pose shoulder) carries down its chain without twist.
+3. Aim: the SMPL-X bone is then swung (smallest rotation) onto the source's posed bone direction, measured
+   between the mapped joint positions, so intermediate source joints fold into their SMPL-X neighbours; its
+   twist stays the one carried by the source's rotation.
+Local rotations follow as parent_global^T @ global. Joints the map leaves out (fingers, jaw, eyes of sources
+without them) stay at identity and are reported as absent.
+"""
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from scipy.spatial.transform import Rotation
+
+from dposerx_blender.core.errors import DPoserError
+from dposerx_blender.core.skeleton import (BODY_JOINTS, JOINT_INDEX, JOINT_NAMES, NUM_JOINTS, PARENTS, REST_JOINTS,
+                                           TIP_OFFSETS)
+
+from .aim import aim, angle_between
+from .motion import Motion
+
+JOINT_MAP_DIR = Path(__file__).with_name("joint_maps")
+REQUIRED_JOINTS = ("pelvis",) + tuple(JOINT_NAMES[j] for j in BODY_JOINTS)
+TIP = "tip"  # aim target meaning "the far end of this leaf segment"
+
+
+def _aim_targets() -> dict[str, str]:
+    """SMPL-X joint -> the point its segment aims at: a child joint, or TIP for leaves."""
+    targets = {"pelvis": "left_hip", "spine3": "neck", "head": TIP, "left_wrist": "left_middle1",
+               "right_wrist": "right_middle1"}
+    for j, name in enumerate(JOINT_NAMES):
+        children = [JOINT_NAMES[c] for c, p in enumerate(PARENTS) if p == j]
+        targets.setdefault(name, children[0] if len(children) == 1 else TIP)
+    return targets
+
+
+AIM_TARGETS = _aim_targets()
+# The pelvis aims along its hip axis (right hip -> left hip): rigid with the pelvis in every source, unlike
+# the spine base, which some skeletons place exactly at the root.
+AIM_ORIGINS = {"pelvis": "right_hip"}
+# Plain-English aims for the report.
+AIM_LABELS = {name: f"{AIM_ORIGINS.get(name, name)} -> {target}" for name, target in AIM_TARGETS.items()}
+
+
+@dataclass(frozen=True)
+class JointMap:
+    """A source skeleton's mapping onto SMPL-X (parsed from a joint-map TOML)."""
+
+    name: str
+    description: str
+    detect: tuple[str, ...]
+    joints: dict  # SMPL-X name -> source joint name, or {"between": [a, b], "at": f}
+    tips: dict    # SMPL-X leaf name -> source joint marking the far end of that segment
+
+    @classmethod
+    def load(cls, path: str | Path) -> "JointMap":
+        path = Path(path)
+        try:
+            data = tomllib.loads(path.read_text())
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise DPoserError(f"{path}: cannot read joint map ({exc})") from None
+        joints = data.get("joints", {})
+        unknown = sorted(set(joints) - set(JOINT_INDEX)) + sorted(set(data.get("tips", {})) - set(JOINT_INDEX))
+        if unknown:
+            raise DPoserError(f"{path}: not SMPL-X joint names: {', '.join(unknown)}")
+        missing = [n for n in REQUIRED_JOINTS if n not in joints]
+        if missing:
+            raise DPoserError(f"{path}: every SMPL-X body joint must be mapped; missing {', '.join(missing)}")
+        return cls(data.get("name", path.stem), data.get("description", ""), tuple(data.get("detect", ())),
+                   joints, data.get("tips", {}))
+
+    def source_names(self) -> set[str]:
+        names = set(self.tips.values())
+        for entry in self.joints.values():
+            names.update(entry["between"] if isinstance(entry, dict) else [entry])
+        return names
+
+
+def load_joint_maps() -> dict[str, JointMap]:
+    return {p.stem: JointMap.load(p) for p in sorted(JOINT_MAP_DIR.glob("*.toml"))}
+
+
+def detect_joint_map(motion: Motion, maps: dict[str, JointMap] | None = None) -> JointMap:
+    """The joint map whose `detect` names all occur in the motion's skeleton."""
+    maps = load_joint_maps() if maps is None else maps
+    names = set(motion.joint_names)
+    for joint_map in maps.values():
+        if joint_map.detect and set(joint_map.detect) <= names:
+            return joint_map
+    raise DPoserError(f"{motion.name}: no joint map recognises this skeleton "
+                      f"(first joints: {', '.join(motion.joint_names[:8])})")
+
+
+@dataclass
+class Retargeted:
+    """SMPL-X result of one source motion.
+
+    poses (T, 165) axis-angle, global orientation in AMASS's Z-up world; trans (T, 3) metres (pelvis position,
+    Z-up); fps; present (55,) bool: joints the source really drives; errors (T, 55) degrees between source
+    and SMPL-X aimed bone directions (NaN where not measured); rest_mismatch (55,) degrees between the two rest
+    bones before alignment.
+    """
+
+    poses: np.ndarray
+    trans: np.ndarray
+    fps: float
+    present: np.ndarray
+    errors: np.ndarray
+    rest_mismatch: np.ndarray
+    source_positions: np.ndarray  # (T, 55 + tips...) not needed by callers beyond plots: mapped points, canonical
+    name: str = ""
+
+
+Y_UP_TO_Z_UP = Rotation.from_euler("x", 90, degrees=True).as_matrix()  # SMPL-X canonical -> AMASS world
+
+
+class _SourcePoints:
+    """Positions and global rotations of the source at the SMPL-X joints and tips, in canonical axes."""
+
+    def __init__(self, motion: Motion, joint_map: JointMap):
+        missing = sorted(joint_map.source_names() - set(motion.joint_names))
+        if missing:
+            raise DPoserError(f"{motion.name}: joint map '{joint_map.name}' names joints this skeleton lacks: "
+                              f"{', '.join(missing)}")
+        self.motion, self.map = motion, joint_map
+        self.rest = motion.rest_positions()
+        self.posed = motion.positions()
+        self.rotations = motion.global_rotations()
+        self.frame = self._canonical_frame()
+
+    def _lookup(self, entry, positions: np.ndarray) -> np.ndarray:
+        if isinstance(entry, dict):
+            a, b = (self.motion.index(n) for n in entry["between"])
+            return (1 - entry["at"]) * positions[..., a, :] + entry["at"] * positions[..., b, :]
+        return positions[..., self.motion.index(entry), :]
+
+    def rest_point(self, name: str, tip: bool = False) -> np.ndarray:
+        entry = self.map.tips[name] if tip else self.map.joints[name]
+        return self.frame @ self._lookup(entry, self.rest)
+
+    def posed_point(self, name: str, tip: bool = False) -> np.ndarray:
+        entry = self.map.tips[name] if tip else self.map.joints[name]
+        return self._lookup(entry, self.posed) @ self.frame.T
+
+    def rotation(self, name: str) -> np.ndarray:
+        """(T, 3, 3) source global rotation delta driving SMPL-X joint `name`, canonical axes."""
+        entry = self.map.joints[name]
+        source = entry["between"][0] if isinstance(entry, dict) else entry
+        return self.frame @ self.rotations[:, self.motion.index(source)] @ self.frame.T
+
+    def _canonical_frame(self) -> np.ndarray:
+        """Rotation from source axes to SMPL-X's: the source's rest "left" (hips and shoulders) and "up"
+        (pelvis to neck) are turned onto the same vectors of SMPL-X's rest skeleton."""
+        def left_and_up(point):
+            left = point("left_hip") - point("right_hip") + point("left_shoulder") - point("right_shoulder")
+            return left, point("neck") - point("pelvis")
+
+        source_left, source_up = left_and_up(lambda n: self._lookup(self.map.joints[n], self.rest))
+        smplx_left, smplx_up = left_and_up(lambda n: REST_JOINTS[JOINT_INDEX[n]])
+        return aim(np.eye(3)[None], source_left, smplx_left, source_up, smplx_up)[0]
+
+    def scale(self) -> float:
+        """SMPL-X rest leg length over the source's (source units -> metres)."""
+        chain = ("left_hip", "left_knee", "left_ankle")
+        source = sum(np.linalg.norm(self.rest_point(b) - self.rest_point(a)) for a, b in zip(chain, chain[1:]))
+        target = sum(np.linalg.norm(REST_JOINTS[JOINT_INDEX[b]] - REST_JOINTS[JOINT_INDEX[a]])
+                     for a, b in zip(chain, chain[1:]))
+        return target / source
+
+
+def _aim_points(name: str, points: _SourcePoints, posed: bool):
+    """(origin, target) of joint `name`'s aimed segment, in the source (None if the source lacks it)."""
+    target = AIM_TARGETS[name]
+    if target == TIP:
+        if name not in points.map.tips:
+            return None
+        end = (points.posed_point if posed else points.rest_point)(name, tip=True)
+    elif target in points.map.joints:
+        end = (points.posed_point if posed else points.rest_point)(target)
+    elif name in points.map.tips:  # e.g. a wrist without mapped fingers aims at the hand's end site
+        end = (points.posed_point if posed else points.rest_point)(name, tip=True)
+    else:
+        return None
+    origin = AIM_ORIGINS.get(name, name)
+    start = (points.posed_point if posed else points.rest_point)(origin)
+    return start, end
+
+
+def _rest_end(j: int) -> np.ndarray:
+    """SMPL-X rest position of the point joint j's segment aims at (a tip, or the aimed child joint)."""
+    if j in TIP_OFFSETS:
+        return REST_JOINTS[j] + TIP_OFFSETS[j]
+    return REST_JOINTS[JOINT_INDEX[AIM_TARGETS[JOINT_NAMES[j]]]]
+
+
+def _rest_start(j: int) -> np.ndarray:
+    return REST_JOINTS[JOINT_INDEX[AIM_ORIGINS.get(JOINT_NAMES[j], JOINT_NAMES[j])]]
+
+
+def retarget(motion: Motion, joint_map: JointMap) -> Retargeted:
+    """Retarget `motion` onto SMPL-X with `joint_map` (see the module docstring)."""
+    points = _SourcePoints(motion, joint_map)
+    n_frames = motion.num_frames
+    identity = np.broadcast_to(np.eye(3), (n_frames, 3, 3))
+    globals_ = np.empty((n_frames, NUM_JOINTS, 3, 3))
+    aligns = np.empty((NUM_JOINTS, 3, 3))
+    present = np.zeros(NUM_JOINTS, bool)
+    errors = np.full((n_frames, NUM_JOINTS), np.nan)
+    rest_mismatch = np.full(NUM_JOINTS, np.nan)
+    for j, name in enumerate(JOINT_NAMES):
+        parent_global = identity if PARENTS[j] < 0 else globals_[:, PARENTS[j]]
+        aligns[j] = np.eye(3) if PARENTS[j] < 0 else aligns[PARENTS[j]]
+        segment = _aim_points(name, points, posed=True) if name in joint_map.joints else None
+        if segment is None:
+            globals_[:, j] = parent_global  # absent or leaf without an end: follows its parent
+            present[j] = name in joint_map.joints
+            continue
+        present[j] = True
+        rest_dir = _rest_end(j) - _rest_start(j)
+        source_rest_start, source_rest_end = _aim_points(name, points, posed=False)
+        source_rest_dir = source_rest_end - source_rest_start
+        rest_mismatch[j] = angle_between(rest_dir, source_rest_dir)
+        aligns[j] = aim(aligns[j][None], rest_dir, source_rest_dir)[0]
+        reference = points.rotation(name) @ aligns[j]
+        posed_dir = segment[1] - segment[0]
+        # Degenerate source segments (coincident joints) keep the reference: nothing to aim at.
+        degenerate = np.linalg.norm(posed_dir, axis=-1) < 1e-6 * np.linalg.norm(source_rest_dir)
+        posed_dir = np.where(degenerate[:, None], reference @ rest_dir, posed_dir)
+        globals_[:, j] = aim(reference, rest_dir, posed_dir)
+    locals_ = globals_.copy()
+    for j, p in enumerate(PARENTS):
+        if p >= 0:
+            locals_[:, j] = np.swapaxes(globals_[:, p], -1, -2) @ globals_[:, j]
+    locals_[:, 0] = Y_UP_TO_Z_UP @ globals_[:, 0]
+    poses = Rotation.from_matrix(locals_.reshape(-1, 3, 3)).as_rotvec().reshape(n_frames, 3 * NUM_JOINTS)
+    errors[:] = _direction_errors(poses, points, present)
+    trans = points.scale() * points.posed_point("pelvis") @ Y_UP_TO_Z_UP.T
+    return Retargeted(poses, trans, motion.fps, present, errors, rest_mismatch,
+                      np.stack([points.posed_point(n) for n in points.map.joints], 1), motion.name)
+
+
+def _direction_errors(poses: np.ndarray, points: _SourcePoints, present: np.ndarray) -> np.ndarray:
+    """(T, 55) degrees between each aimed SMPL-X bone, from FK of the output axis-angle, and the source bone."""
+    from dposerx_blender.core.skeleton import forward_kinematics
+    import torch
+
+    rot = Rotation.from_rotvec(poses.reshape(-1, 3)).as_matrix().reshape(len(poses), NUM_JOINTS, 3, 3)
+    rot[:, 0] = Y_UP_TO_Z_UP.T @ rot[:, 0]  # back to canonical axes for the comparison
+    rot_t = torch.from_numpy(rot)
+    joints = forward_kinematics(rot_t).numpy()
+    # Global rotations give the tips' positions (tips hang off leaf joints).
+    globals_ = rot.copy()
+    for j, p in enumerate(PARENTS):
+        if p >= 0:
+            globals_[:, j] = globals_[:, p] @ rot[:, j]
+    errors = np.full((len(poses), NUM_JOINTS), np.nan)
+    for j, name in enumerate(JOINT_NAMES):
+        segment = _aim_points(name, points, posed=True) if present[j] else None
+        if segment is None:
+            continue
+        start = joints[:, JOINT_INDEX[AIM_ORIGINS.get(name, name)]]
+        if j in TIP_OFFSETS:
+            end = joints[:, j] + globals_[:, j] @ TIP_OFFSETS[j]
+        else:
+            end = joints[:, JOINT_INDEX[AIM_TARGETS[name]]]
+        errors[:, j] = angle_between(end - start, segment[1] - segment[0])
+    return errors
