@@ -3,8 +3,7 @@
 
     python build.py setup            create/update .venv (Python 3.11) with the pinned dependencies
     python build.py test [ARGS]      set up if needed, then run the whole pytest suite (ARGS go to pytest)
-    python build.py data [ARGS]      build the training set into data/ (see `python build.py data --help`)
-    python build.py retarget-report  retarget every source, print the validation table, write docs/data.md parts
+    python build.py data [ARGS]      build the training set into data/ and the retarget report in docs/data.md
 """
 from __future__ import annotations
 
@@ -82,8 +81,6 @@ def main(argv: list[str]) -> None:
         in_venv(["-m", "pytest", *(args or ["tests", "-q"])])
     elif command == "data":
         in_venv(["-m", "training.dataset", *args])
-    elif command == "retarget-report":
-        in_venv(["-m", "training.validate_retarget", *args])
     else:
         print(__doc__)
         sys.exit(0 if command in ("help", "-h", "--help") else 2)

@@ -37,9 +37,12 @@ def read_amass_npz(path: str | Path, default_fps: float = 30.0) -> AmassMotion:
     if not path.is_file():
         raise DPoserError(f"{path}: file not found")
     try:
-        with np.load(path, allow_pickle=False) as data:
+        data = np.load(path, allow_pickle=False)
+        if not hasattr(data, "files"):  # a single .npy array, not an archive of named arrays
+            raise ValueError("it holds a single array, not named arrays")
+        with data:
             arrays = {k: data[k] for k in data.files}
-    except (OSError, ValueError, zipfile.BadZipFile) as exc:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
         raise DPoserError(f"{path}: not a readable .npz file ({exc})") from None
     if "poses" not in arrays:
         raise DPoserError(f"{path}: missing the 'poses' array (found: {', '.join(sorted(arrays)) or 'nothing'})")
@@ -63,7 +66,10 @@ def read_amass_npz(path: str | Path, default_fps: float = 30.0) -> AmassMotion:
     fps = default_fps
     for key in FPS_KEYS:
         if key in arrays:
-            fps = float(arrays.pop(key))
+            value = np.asarray(arrays.pop(key))
+            if value.size != 1 or value.dtype.kind not in "iuf":
+                raise DPoserError(f"{path}: '{key}' must be a single number, got {value!r}")
+            fps = float(value.reshape(()))
             break
     if not fps > 0:
         raise DPoserError(f"{path}: frame rate must be positive, got {fps}")
@@ -77,10 +83,16 @@ def write_amass_npz(path: str | Path, motion: AmassMotion) -> None:
     poses = np.asarray(motion.poses)
     if poses.ndim != 2 or poses.shape[1] != POSE_DIM:
         raise DPoserError(f"{path}: poses must have shape (N, 165), got {poses.shape}")
+    trans = np.asarray(motion.trans)
+    if trans.shape != (len(poses), 3):
+        raise DPoserError(f"{path}: trans must have shape ({len(poses)}, 3), got {trans.shape}")
     arrays = dict(motion.extra)
-    arrays.update(poses=poses, trans=np.asarray(motion.trans), mocap_frame_rate=np.float64(motion.fps))
+    arrays.update(poses=poses, trans=trans, mocap_frame_rate=np.float64(motion.fps))
     if motion.betas is not None:
         arrays["betas"] = np.asarray(motion.betas)
     tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez(tmp, **arrays)
-    tmp.replace(path)
+    try:
+        np.savez(tmp, **arrays)
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)

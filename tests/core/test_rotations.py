@@ -66,6 +66,20 @@ def test_axis_angle_to_matrix_matches_scipy(rotvec):
 
 
 @SETTINGS
+@given(st.builds(lambda axis, angle: axis * angle, axes, st.floats(1e-8, 1e-2)))
+def test_axis_angle_to_matrix_is_relatively_accurate_near_zero(rotvec):
+    # R = I + a K + b K^2. Near 0 scipy is only accurate to 1e-16 absolute; check a and b relatively
+    # (except on the diagonal, where 1 + b K^2 cannot hold more than 1e-16 absolute).
+    angle = np.linalg.norm(rotvec)
+    skew = np.cross(np.eye(3), rotvec)  # row i is e_i x v = -K e_i, so this is -K^T = K
+    matrix = rot.axis_angle_to_matrix(t64(rotvec)).numpy()
+    a = np.sin(angle) / angle
+    b = 0.5 * (np.sin(angle / 2) / (angle / 2)) ** 2
+    np.testing.assert_allclose((matrix - matrix.T) / 2, a * skew, rtol=1e-12, atol=1e-16 * angle)
+    np.testing.assert_allclose((matrix + matrix.T) / 2 - np.eye(3), b * skew @ skew, rtol=1e-9, atol=4e-16)
+
+
+@SETTINGS
 @given(rotvecs)
 def test_matrix_to_axis_angle_matches_scipy(rotvec):
     matrix = Rotation.from_rotvec(rotvec).as_matrix()

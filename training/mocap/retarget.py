@@ -20,11 +20,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 from scipy.spatial.transform import Rotation
 
 from dposerx_blender.core.errors import DPoserError
 from dposerx_blender.core.skeleton import (BODY_JOINTS, JOINT_INDEX, JOINT_NAMES, NUM_JOINTS, PARENTS, REST_JOINTS,
-                                           TIP_OFFSETS)
+                                           TIP_OFFSETS, forward_kinematics)
 
 from .aim import aim, angle_between
 from .motion import Motion
@@ -117,8 +118,9 @@ class Retargeted:
     present: np.ndarray
     errors: np.ndarray
     rest_mismatch: np.ndarray
-    source_positions: np.ndarray  # (T, 55 + tips...) not needed by callers beyond plots: mapped points, canonical
+    preview: dict  # a few frames for pictures: source/smplx joint positions (canonical axes, metres), parents
     name: str = ""
+    rig: str = ""
 
 
 Y_UP_TO_Z_UP = Rotation.from_euler("x", 90, degrees=True).as_matrix()  # SMPL-X canonical -> AMASS world
@@ -243,21 +245,22 @@ def retarget(motion: Motion, joint_map: JointMap) -> Retargeted:
             locals_[:, j] = np.swapaxes(globals_[:, p], -1, -2) @ globals_[:, j]
     locals_[:, 0] = Y_UP_TO_Z_UP @ globals_[:, 0]
     poses = Rotation.from_matrix(locals_.reshape(-1, 3, 3)).as_rotvec().reshape(n_frames, 3 * NUM_JOINTS)
-    errors[:] = _direction_errors(poses, points, present)
-    trans = points.scale() * points.posed_point("pelvis") @ Y_UP_TO_Z_UP.T
-    return Retargeted(poses, trans, motion.fps, present, errors, rest_mismatch,
-                      np.stack([points.posed_point(n) for n in points.map.joints], 1), motion.name)
+    errors[:], joints = _direction_errors(poses, points, present)
+    scale = points.scale()
+    trans = scale * points.posed_point("pelvis") @ Y_UP_TO_Z_UP.T
+    frames = np.linspace(0, n_frames - 1, min(n_frames, 4)).astype(int)
+    source = scale * points.posed[frames] @ points.frame.T
+    preview = {"source": source - scale * points.posed_point("pelvis")[frames, None],
+               "source_parents": motion.parents, "smplx": joints[frames] - joints[frames, :1], "frames": frames}
+    return Retargeted(poses, trans, motion.fps, present, errors, rest_mismatch, preview, motion.name, joint_map.name)
 
 
-def _direction_errors(poses: np.ndarray, points: _SourcePoints, present: np.ndarray) -> np.ndarray:
-    """(T, 55) degrees between each aimed SMPL-X bone, from FK of the output axis-angle, and the source bone."""
-    from dposerx_blender.core.skeleton import forward_kinematics
-    import torch
-
+def _direction_errors(poses: np.ndarray, points: _SourcePoints, present: np.ndarray):
+    """Degrees (T, 55) between each aimed SMPL-X bone, from FK of the output axis-angle, and the source bone;
+    and the FK joints (T, 55, 3) in canonical axes."""
     rot = Rotation.from_rotvec(poses.reshape(-1, 3)).as_matrix().reshape(len(poses), NUM_JOINTS, 3, 3)
     rot[:, 0] = Y_UP_TO_Z_UP.T @ rot[:, 0]  # back to canonical axes for the comparison
-    rot_t = torch.from_numpy(rot)
-    joints = forward_kinematics(rot_t).numpy()
+    joints = forward_kinematics(torch.from_numpy(rot)).numpy()
     # Global rotations give the tips' positions (tips hang off leaf joints).
     globals_ = rot.copy()
     for j, p in enumerate(PARENTS):
@@ -274,4 +277,4 @@ def _direction_errors(poses: np.ndarray, points: _SourcePoints, present: np.ndar
         else:
             end = joints[:, JOINT_INDEX[AIM_TARGETS[name]]]
         errors[:, j] = angle_between(end - start, segment[1] - segment[0])
-    return errors
+    return errors, joints

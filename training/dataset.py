@@ -1,0 +1,327 @@
+"""`python build.py data`: real mocap (plus labelled synthetic hands, jaw and eyes) -> SMPL-X training set.
+
+Writes to data/ (git-ignored):
+  whole/{train,val,test}.npz   model (N, 162) float32 model vectors, present (N, 5) bool over PARTS_ORDER,
+                               origin (N,) int index into `origins` (which source made the row)
+  body/, hand/, face/{split}.npz   poses (N, D) float32 per part (hand: right-hand convention, both hands)
+  {body,hand,face}/normalizer.npz  mean, std (per dimension, train split)
+  manifest.json                counts per source/part/split, the split rule, sources used, content hash
+
+Body poses come from CMU (all formats) split by CMU subject; MakeHuman poses, ASL hands and synthetic parts
+are split by item. Deterministic: same inputs and options give the same bytes and hash.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from scipy.spatial.transform import Rotation, Slerp
+
+from dposerx_blender.core.layout import MODEL_DIM, MODEL_SLICES, mirror_pose, pose_to_model
+from dposerx_blender.core.skeleton import JOINT_INDEX, NUM_JOINTS
+
+from .mocap.motion import Motion
+from .mocap.retarget import Retargeted, detect_joint_map, load_joint_maps, retarget
+from .mocap.sources import mocap_root
+
+ROOT = Path(__file__).resolve().parents[1]
+PARTS_ORDER = ("body", "left_hand", "right_hand", "jaw", "eyes")
+SPLITS = ("train", "val", "test")
+TARGET_FPS = 30.0
+# Held-out CMU subjects (no subject is in two splits). Chosen so that val and test each get a few thousand
+# frames of varied motion from several capture formats.
+VAL_SUBJECTS = {"06", "09", "14", "49"}
+TEST_SUBJECTS = {"02", "08", "13", "85"}
+HDM05_ACTOR_SPLIT = {"bd": "val", "mm": "test"}  # of the five actors bd, bk, dg, mm, tr
+
+
+@dataclass
+class Source:
+    """One folder of the mocap collection: how to read it and under what terms."""
+
+    name: str
+    folder: str
+    kind: str              # bvh | asfamc | fbx | aistpp
+    licence: str
+    default: bool = True   # used unless excluded; False = opt-in (--with NAME)
+
+
+SOURCES = (
+    Source("cmu_asfamc", "cyun9601_cmu_asfamc", "asfamc", "CMU mocap terms (commercial use in products OK)"),
+    Source("cmu_cgspeed_bvh", "przestr_cgspeed_daz_bvh", "bvh", "CMU mocap terms"),
+    Source("cmu_iclone_bvh", "iclone_cmu_bvh", "bvh", "CMU mocap terms"),
+    Source("cmu_keijiro_fbx", "keijiro_cmu_fbx", "fbx", "CMU mocap terms"),
+    Source("cmu_poselib_fbx", "poselib_cmu_fbx", "fbx", "CMU mocap terms (repo MIT)"),
+    Source("cmu_mesh2motion_fbx", "mesh2motion_cmu_fbx", "fbx", "CMU mocap terms (repo CC0)"),
+    Source("makehuman_poses", "makehuman_assets_cc0_poses", "bvh", "CC0"),
+    Source("makehuman_anims", "makehuman_cc0_anims", "bvh", "CC0"),
+    Source("hdm05", "hdm05_cc-by-sa", "asfamc", "CC BY-SA 3.0 (share-alike)", default=False),
+    Source("aistpp", "aistpp_cc-by", "aistpp", "CC BY 4.0 annotations; AIST video terms unverified", default=False),
+)
+
+
+def cmu_subject(path: Path) -> str | None:
+    """CMU subject id from a trial file name ('02_01.bvh', '005_02.bvh', '49_08_cmu.fbx' -> '02', '05', '49')."""
+    head = path.stem.split("_")[0]
+    return f"{int(head):02d}" if head.isdigit() else None
+
+
+def split_of_item(key: str, val_fraction: float = 0.1, test_fraction: float = 0.1) -> str:
+    """Deterministic split for items without a subject (a stable hash of the key)."""
+    u = zlib.crc32(key.encode()) / 2**32
+    return "test" if u < test_fraction else "val" if u < test_fraction + val_fraction else "train"
+
+
+def resample(poses: np.ndarray, fps: float, target_fps: float = TARGET_FPS) -> np.ndarray:
+    """(T, 165) axis-angle at `fps` -> (T', 165) at target_fps, slerp per joint."""
+    n_frames = len(poses)
+    if n_frames < 2 or abs(fps - target_fps) < 1e-6:
+        return poses
+    times = np.arange(n_frames) / fps
+    new_times = np.arange(0.0, times[-1] + 1e-9, 1.0 / target_fps)
+    out = np.empty((len(new_times), NUM_JOINTS, 3))
+    for j in range(NUM_JOINTS):
+        slerp = Slerp(times, Rotation.from_rotvec(poses[:, 3 * j:3 * j + 3]))
+        out[:, j] = slerp(new_times).as_rotvec()
+    return out.reshape(len(new_times), -1)
+
+
+def calibration_frames(poses: np.ndarray, max_degrees: float = 30.0) -> np.ndarray:
+    """(T,) bool: leading/trailing frames in a calibration T-pose (both upper arms within `max_degrees` of
+    SMPL-X's rest T-pose, which is what a T-pose source retargets to)."""
+    arms = [JOINT_INDEX["left_shoulder"], JOINT_INDEX["right_shoulder"]]
+    angles = np.stack([np.linalg.norm(poses[:, 3 * j:3 * j + 3], axis=1) for j in arms], 1)
+    t_pose = np.degrees(angles).max(1) < max_degrees
+    drop = np.zeros(len(poses), bool)
+    for order in (slice(None), slice(None, None, -1)):
+        run = np.logical_and.accumulate(t_pose[order])
+        drop[order] |= run
+    return drop
+
+
+@dataclass
+class Collected:
+    """Rows gathered for the output, per split."""
+
+    model: dict = field(default_factory=lambda: {s: [] for s in SPLITS})
+    present: dict = field(default_factory=lambda: {s: [] for s in SPLITS})
+    origin: dict = field(default_factory=lambda: {s: [] for s in SPLITS})
+    origins: list = field(default_factory=list)
+    counts: dict = field(default_factory=dict)
+
+    def add(self, split: str, origin: str, model: np.ndarray, parts: tuple[str, ...]) -> None:
+        if origin not in self.origins:
+            self.origins.append(origin)
+        present = np.array([p in parts for p in PARTS_ORDER])
+        self.model[split].append(model.astype(np.float32))
+        self.present[split].append(np.broadcast_to(present, (len(model), len(PARTS_ORDER))))
+        self.origin[split].append(np.full(len(model), self.origins.index(origin)))
+        key = f"{origin}/{'+'.join(parts)}/{split}"
+        self.counts[key] = self.counts.get(key, 0) + len(model)
+
+
+def _read_motions(source: Source, root: Path) -> list[tuple[Path, Motion]]:
+    folder = root / source.folder
+    if source.kind == "bvh":
+        from .mocap.bvh import read_bvh
+
+        return [(p, read_bvh(p)) for p in sorted(folder.rglob("*.bvh"))]
+    if source.kind == "asfamc":
+        from .mocap.asf_amc import read_asf, read_amc
+
+        motions = []
+        for asf_path in sorted(folder.rglob("*.asf")):
+            skeleton = read_asf(asf_path)
+            # CMU: subject folder with NN.asf + NN_MM.amc; HDM05: asf/HDM_xx.asf + amc/HDM_xx_*.amc
+            amcs = folder.rglob(f"{asf_path.stem}_*.amc")
+            motions += [(p, read_amc(p, skeleton)) for p in sorted(amcs)]
+        return motions
+    if source.kind == "fbx":
+        from .mocap.fbx import read_fbx
+
+        return [(p, m) for p in sorted(folder.rglob("*.fbx")) for m in read_fbx(p)]
+    raise ValueError(source.kind)
+
+
+def _aistpp(source: Source, root: Path) -> list[tuple[Path, np.ndarray, float]]:
+    """AIST++ SMPL poses: the first 22 joints are SMPL-X's pelvis + body joints; the SMPL hand roots drop."""
+    import pickle
+
+    out = []
+    for path in sorted((root / source.folder).rglob("*.pkl")):
+        with open(path, "rb") as f:
+            data = pickle.load(f)  # a local training file from the collection, not user input
+        smpl = np.asarray(data["smpl_poses"], dtype=np.float64)
+        poses = np.zeros((len(smpl), 3 * NUM_JOINTS))
+        poses[:, :66] = smpl[:, :66]
+        out.append((path, poses, 60.0))
+    return out
+
+
+def collect_motion(collected: Collected, source: Source, root: Path, mirror: bool,
+                   reports: list[Retargeted]) -> None:
+    """Retarget every motion of a source into body rows (and hand/jaw rows where the rig has them)."""
+    if source.kind == "aistpp":
+        items = [(p, poses, fps, ("body",)) for p, poses, fps in _aistpp(source, root)]
+    else:
+        maps = load_joint_maps()
+        items = []
+        for path, motion in _read_motions(source, root):
+            result = retarget(motion, detect_joint_map(motion, maps))
+            reports.append(result)
+            parts = ["body"]
+            if result.present[list(range(25, 55))].all():
+                parts += ["left_hand", "right_hand"]
+            if result.present[JOINT_INDEX["jaw"]]:
+                parts.append("jaw")
+            items.append((path, result.poses, result.fps, tuple(parts)))
+    for path, poses, fps, parts in items:
+        poses = poses[~calibration_frames(poses)] if len(poses) > 1 else poses
+        poses = resample(poses, fps)
+        subject = cmu_subject(path) if source.name.startswith("cmu") else None
+        split = ("val" if subject in VAL_SUBJECTS else "test" if subject in TEST_SUBJECTS else "train") \
+            if subject else split_of_item(f"{source.name}/{path.name}")
+        if source.name == "hdm05":  # split by actor, like CMU by subject
+            split = HDM05_ACTOR_SPLIT.get(path.stem.split("_")[1], "train")
+        collected.add(split, source.name, pose_to_model(poses), parts)
+        if mirror and split == "train":
+            collected.add(split, source.name + "+mirrored", pose_to_model(mirror_pose(poses)), parts)
+
+
+def collect_hands_and_face(collected: Collected, root: Path, seed: int, n_synthetic: int) -> None:
+    """ASL landmark hands (real shapes, MIT) and labelled synthetic hands, jaw and eyes."""
+    from .mocap.hands import fit_hand_pose, read_asl_landmarks
+    from .synthetic import synthetic_eye_poses, synthetic_hand_poses, synthetic_jaw_poses
+
+    landmarks, letters = read_asl_landmarks(root / "asl_ai_hand_landmarks_mit" / "raw_gestures.tar")
+    right, _ = fit_hand_pose(landmarks, side="right")
+    right = right.reshape(len(right), 45)
+    keys = [f"asl/{i}" for i in range(len(right))]
+    _add_hands(collected, "asl_landmarks", right, [split_of_item(k) for k in keys])
+    rng = np.random.default_rng(seed)
+    for split, n in zip(SPLITS, (n_synthetic, n_synthetic // 10, n_synthetic // 10)):
+        _add_hands(collected, "synthetic_hands", synthetic_hand_poses(n, rng).reshape(n, 45), [split] * n)
+        face = np.zeros((n, MODEL_DIM))
+        face[:, MODEL_SLICES["jaw"]] = synthetic_jaw_poses(n, rng)
+        face[:, MODEL_SLICES["eyes"]] = synthetic_eye_poses(n, rng).reshape(n, 6)
+        collected.add(split, "synthetic_face", face, ("jaw", "eyes"))
+
+
+def _add_hands(collected: Collected, origin: str, right_hands: np.ndarray, splits: list[str]) -> None:
+    """Single right-hand poses go alternately into the right and the left slot (as DPoser-X does with
+    single-hand data). The model vector stores the left hand mirrored into right-hand convention, so a
+    right-hand pose placed in the left slot is stored unchanged and means its mirror image on the left."""
+    splits = np.asarray(splits)
+    slot = np.arange(len(right_hands)) % 2
+    for split in SPLITS:
+        for side_index, side in enumerate(("right_hand", "left_hand")):
+            rows = right_hands[(splits == split) & (slot == side_index)]
+            model = np.zeros((len(rows), MODEL_DIM))
+            model[:, MODEL_SLICES[side]] = rows
+            collected.add(split, origin, model, (side,))
+
+
+PART_SLICES = {
+    "body": (MODEL_SLICES["body"],),
+    "hand": (MODEL_SLICES["right_hand"],),
+    "face": (MODEL_SLICES["jaw"], MODEL_SLICES["eyes"]),
+}
+
+
+def write_outputs(collected: Collected, out: Path, options: dict) -> dict:
+    digest = hashlib.sha256()
+    manifest = {"options": options, "origins": collected.origins, "counts": collected.counts,
+                "split_rule": {"cmu_val_subjects": sorted(VAL_SUBJECTS), "cmu_test_subjects": sorted(TEST_SUBJECTS),
+                               "others": "crc32 of the item key: 10% val, 10% test"},
+                "sizes": {}}
+    whole = {}
+    for split in SPLITS:
+        whole[split] = {"model": np.concatenate(collected.model[split]),
+                        "present": np.concatenate(collected.present[split]),
+                        "origin": np.concatenate(collected.origin[split]).astype(np.int16)}
+        _save(out / "whole" / f"{split}.npz", digest, origins=np.array(collected.origins), **whole[split])
+    for part, slices in PART_SLICES.items():
+        for split in SPLITS:
+            rows = _part_rows(whole[split], part)
+            manifest["sizes"][f"{part}/{split}"] = len(rows)
+            _save(out / part / f"{split}.npz", digest, poses=rows)
+            if split == "train":
+                std = rows.std(0)
+                _save(out / part / "normalizer.npz", digest, mean=rows.mean(0), std=np.maximum(std, 1e-4))
+    manifest["content_sha256"] = digest.hexdigest()
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+    return manifest
+
+
+def _part_rows(whole: dict, part: str) -> np.ndarray:
+    """Rows of one part: body rows; both hands (each in right-hand convention); jaw+eyes rows."""
+    present = {p: whole["present"][:, i] for i, p in enumerate(PARTS_ORDER)}
+    model = whole["model"]
+    if part == "body":
+        return model[present["body"], MODEL_SLICES["body"]]
+    if part == "hand":
+        return np.concatenate([model[present[side], MODEL_SLICES[side]] for side in ("right_hand", "left_hand")])
+    face_rows = present["jaw"] & present["eyes"]
+    return np.concatenate([model[face_rows, MODEL_SLICES["jaw"]], model[face_rows, MODEL_SLICES["eyes"]]], 1)
+
+
+def _save(path: Path, digest, **arrays) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for key in sorted(arrays):
+        digest.update(key.encode())
+        digest.update(np.ascontiguousarray(arrays[key]).tobytes())
+    np.savez(path, **arrays)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python build.py data", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, default=ROOT / "data")
+    parser.add_argument("--mocap", type=Path, default=None, help="mocap folder (default: ../shared/data/mocap)")
+    parser.add_argument("--with", dest="extra", action="append", default=[],
+                        choices=[s.name for s in SOURCES if not s.default], help="add an opt-in source")
+    parser.add_argument("--without", action="append", default=[], choices=[s.name for s in SOURCES])
+    parser.add_argument("--no-mirror", action="store_true", help="do not add left/right mirrored train poses")
+    parser.add_argument("--synthetic", type=int, default=20000, help="synthetic hand/face train samples")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    root = args.mocap or mocap_root()
+    if not root.is_dir():
+        sys.exit(f"mocap folder not found: {root} (set --mocap or DPOSERX_MOCAP_DIR)")
+    sources = [s for s in SOURCES if (s.default or s.name in args.extra) and s.name not in args.without]
+    collected, reports = Collected(), []
+    for source in sources:
+        print(f"reading {source.name} ({source.folder}) ...", flush=True)
+        collect_motion(collected, source, root, not args.no_mirror, reports)
+    collect_hands_and_face(collected, root, args.seed, args.synthetic)
+    options = {"sources": [s.name for s in sources], "mirror": not args.no_mirror, "fps": TARGET_FPS,
+               "synthetic": args.synthetic, "seed": args.seed}
+    manifest = write_outputs(collected, args.out, options)
+    from .validate_retarget import write_report
+
+    write_report(reports)
+    print(_counts_table(manifest))
+    print(f"content hash: {manifest['content_sha256']}")
+    print(f"written to {args.out}")
+
+
+def _counts_table(manifest: dict) -> str:
+    rows = {}
+    for key, n in manifest["counts"].items():
+        origin, parts, split = key.rsplit("/", 2)
+        rows.setdefault((origin, parts), {})[split] = n
+    lines = [f"{'origin':28} {'parts':34} " + " ".join(f"{s:>8}" for s in SPLITS)]
+    for (origin, parts), by_split in sorted(rows.items()):
+        lines.append(f"{origin:28} {parts:34} " + " ".join(f"{by_split.get(s, 0):8d}" for s in SPLITS))
+    lines.append("part sizes: " + ", ".join(f"{k} {v}" for k, v in manifest["sizes"].items()))
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
