@@ -17,7 +17,6 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA_DOC = ROOT / "docs" / "data.md"
 PICTURE = ROOT / "docs" / "img" / "retarget_check.png"
 TARGET_DEGREES = 5.0
-START, END = "<!-- retarget-report:start -->", "<!-- retarget-report:end -->"
 
 
 def summarise(reports: list[Retargeted]) -> dict:
@@ -31,6 +30,7 @@ def summarise(reports: list[Retargeted]) -> dict:
         with np.errstate(all="ignore"):
             summary[rig] = {"frames": len(errors), "motions": len(items),
                             "error": np.nanmean(errors, 0), "max": np.nanmax(errors, 0),
+                            "transfer": np.nanmean(np.concatenate([r.transfer_errors for r in items]), 0),
                             "rest": np.nanmean(np.stack([r.rest_mismatch for r in items]), 0)}
     return summary
 
@@ -65,6 +65,11 @@ def report_markdown(summary: dict) -> str:
         f"Worst body joint over all rigs: {worst:.3f} deg, {verdict} the {TARGET_DEGREES:g} deg target.",
         "",
         table(summary, body, "error"),
+        "",
+        "**The same angle for plain global-rotation transfer with rest alignment, before the aim step** (what "
+        "the aim step corrects: intermediate source joints folded into SMPL-X bones, proportion differences).",
+        "",
+        table(summary, body, "transfer"),
         "",
         "**Rest-pose mismatch (degrees) between the source's and SMPL-X's rest bones before rest alignment** "
         "(T-pose vs A-pose, proportions): what the per-bone alignment removed.",
@@ -115,15 +120,23 @@ def draw_picture(reports: list[Retargeted], path: Path = PICTURE) -> None:
     plt.close(fig)
 
 
+def write_doc_block(tag: str, markdown: str, path: Path = DATA_DOC) -> None:
+    """Replace the generated block `<!-- tag:start -->...<!-- tag:end -->` in a doc (appended if absent)."""
+    start, end = f"<!-- {tag}:start -->", f"<!-- {tag}:end -->"
+    block = f"{start}\n{markdown}\n{end}"
+    text = path.read_text() if path.exists() else ""
+    if start in text:
+        text = re.sub(re.escape(start) + ".*?" + re.escape(end), lambda _: block, text, flags=re.S)
+    else:
+        text += f"\n{block}\n"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
 def write_report(reports: list[Retargeted]) -> str:
-    """Print the validation table, update docs/data.md between its markers and redraw the picture."""
-    summary = summarise(reports)
-    markdown = report_markdown(summary)
+    """Print the validation table, update docs/data.md's generated block and redraw the picture."""
+    markdown = report_markdown(summarise(reports))
     print(markdown)
     draw_picture(reports)
-    text = DATA_DOC.read_text() if DATA_DOC.exists() else f"# Data\n\n{START}\n{END}\n"
-    block = f"{START}\n{markdown}\n{END}"
-    text = re.sub(re.escape(START) + ".*?" + re.escape(END), lambda _: block, text, flags=re.S)
-    DATA_DOC.parent.mkdir(parents=True, exist_ok=True)
-    DATA_DOC.write_text(text)
+    write_doc_block("retarget-report", markdown)
     return markdown

@@ -73,7 +73,7 @@ def quaternion_to_axis_angle(quat: Tensor) -> Tensor:
 
 
 def quaternion_to_matrix(quat: Tensor) -> Tensor:
-    """Rotation matrix of a quaternion, normalising it first.
+    """Rotation matrix of a quaternion of any non-zero length (same as normalising it first).
 
     quat (..., 4) -> rot_mats (..., 3, 3)
     """

@@ -108,8 +108,9 @@ class Retargeted:
 
     poses (T, 165) axis-angle, global orientation in AMASS's Z-up world; trans (T, 3) metres (pelvis position,
     Z-up); fps; present (55,) bool: joints the source really drives; errors (T, 55) degrees between source
-    and SMPL-X aimed bone directions (NaN where not measured); rest_mismatch (55,) degrees between the two rest
-    bones before alignment.
+    and SMPL-X aimed bone directions (NaN where not measured); transfer_errors (T, 55) the same angle for plain
+    global-rotation transfer, before the aim step; rest_mismatch (55,) degrees between the two rest bones
+    before alignment.
     """
 
     poses: np.ndarray
@@ -117,6 +118,7 @@ class Retargeted:
     fps: float
     present: np.ndarray
     errors: np.ndarray
+    transfer_errors: np.ndarray
     rest_mismatch: np.ndarray
     preview: dict  # a few frames for pictures: source/smplx joint positions (canonical axes, metres), parents
     name: str = ""
@@ -218,6 +220,7 @@ def retarget(motion: Motion, joint_map: JointMap) -> Retargeted:
     aligns = np.empty((NUM_JOINTS, 3, 3))
     present = np.zeros(NUM_JOINTS, bool)
     errors = np.full((n_frames, NUM_JOINTS), np.nan)
+    transfer_errors = np.full((n_frames, NUM_JOINTS), np.nan)
     rest_mismatch = np.full(NUM_JOINTS, np.nan)
     for j, name in enumerate(JOINT_NAMES):
         parent_global = identity if PARENTS[j] < 0 else globals_[:, PARENTS[j]]
@@ -238,6 +241,7 @@ def retarget(motion: Motion, joint_map: JointMap) -> Retargeted:
         # Degenerate source segments (coincident joints) keep the reference: nothing to aim at.
         degenerate = np.linalg.norm(posed_dir, axis=-1) < 1e-6 * np.linalg.norm(source_rest_dir)
         posed_dir = np.where(degenerate[:, None], reference @ rest_dir, posed_dir)
+        transfer_errors[:, j] = angle_between(reference @ rest_dir, posed_dir)
         globals_[:, j] = aim(reference, rest_dir, posed_dir)
     locals_ = globals_.copy()
     for j, p in enumerate(PARENTS):
@@ -252,7 +256,7 @@ def retarget(motion: Motion, joint_map: JointMap) -> Retargeted:
     source = scale * points.posed[frames] @ points.frame.T
     preview = {"source": source - scale * points.posed_point("pelvis")[frames, None],
                "source_parents": motion.parents, "smplx": joints[frames] - joints[frames, :1], "frames": frames}
-    return Retargeted(poses, trans, motion.fps, present, errors, rest_mismatch, preview, motion.name, joint_map.name)
+    return Retargeted(poses, trans, motion.fps, present, errors, transfer_errors, rest_mismatch, preview, motion.name, joint_map.name)
 
 
 def _direction_errors(poses: np.ndarray, points: _SourcePoints, present: np.ndarray):

@@ -1,0 +1,339 @@
+"""SMPL-X finger poses fitted to MediaPipe hand landmarks, and the project's rest hand as joint frames.
+
+Source: the ASL letters set (`asl_ai_hand_landmarks_mit/raw_gestures.tar`, MIT licence): 10,508 static hands,
+`data/raw_gestures/<letter>/frame_<n>.npy`, each a flat (63,) array of 21 MediaPipe landmarks x (x, y, z).
+MediaPipe order: 0 wrist; thumb 1 CMC, 2 MCP, 3 IP, 4 tip; index 5 MCP, 6 PIP, 7 DIP, 8 tip; middle 9-12;
+ring 13-16; pinky 17-20. SMPL-X joints: thumb1 = CMC, thumb2 = MCP, thumb3 = IP; finger1 = MCP, 2 = PIP, 3 = DIP.
+
+Landmark frame. x is divided by the image width, y by its height and points down; z is depth (larger = farther).
+Making rigid bones keep their length across the set fixes the missing scales (per-sample hand size removed,
+log-length spread minimised): the wrist->MCP bones, the most rigid ones, give y/x = 0.555 and z/x = 1.35; the
+phalanges give z/x = 1.7-2.2 (all groups agree that z must be stretched). So the images were 16:9 and MediaPipe's
+z is compressed: `read_asl_landmarks` scales y by 9/16 and z by 1.5 and flips y and z, which keeps the frame
+right-handed (x right, y up, z towards the camera) so that chirality survives.
+
+Chirality. In that frame 99 % of the samples are LEFT hands (fingers flex to the side that is dorsal for a right
+hand): a right-handed signer filmed mirrored, or MediaPipe's depth sign. Either way the geometry is a valid hand
+of one side; `fit_hand_pose` mirrors the samples of the other side (x -> -x) before fitting.
+
+Joint frames of the rest hand (`rest_hand`): per hand joint, b = its bone (to its child joint or tip),
+f = the direction flexion moves the bone (the pad side), l = b x f. For the fingers f is the palmar normal; for
+the thumb it points from the joint to the palmar side of the little finger's base (thumb flexion crosses the palm
+towards it). A joint's child direction d = R b gives flexion = atan2(d.f, d.b) and abduction = asin(d.l);
+positive abduction is radial for the fingers (towards the thumb) and palmar for the thumb.
+"""
+from __future__ import annotations
+
+import io
+import re
+import sys
+import tarfile
+import warnings
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+import numpy as np
+from scipy.spatial.transform import Rotation
+
+from dposerx_blender.core.errors import DPoserError
+from dposerx_blender.core.skeleton import FINGERS, JOINT_INDEX, REST_OFFSETS, TIP_OFFSETS
+
+from .aim import aim, angle_between
+
+NUM_LANDMARKS = 21
+# MediaPipe landmarks of each finger's joints and tip, in SMPL-X finger order.
+CHAINS = {"index": (5, 6, 7, 8), "middle": (9, 10, 11, 12), "pinky": (17, 18, 19, 20), "ring": (13, 14, 15, 16),
+          "thumb": (1, 2, 3, 4)}
+# The landmark segment each of the 15 hand joints (SMPL-X order) aims along: from the joint to its child.
+SEGMENTS = np.array([(CHAINS[f][k], CHAINS[f][k + 1]) for f in FINGERS for k in range(3)])
+HAND_JOINT_NAMES = tuple(f"{f}{k}" for f in FINGERS for k in (1, 2, 3))
+WRIST, INDEX_MCP, MIDDLE_MCP, PINKY_MCP, THUMB_CMC = 0, 5, 9, 17, 1
+
+# Scales that make the ASL landmarks isotropic (see module docstring), then the y and z flips.
+ASL_AXIS_SCALE = np.array([1.0, -9.0 / 16.0, -1.5])
+
+# Validation limits on fitted flexion, degrees: active range plus normal hyperextension (AAOS normals:
+# MCP 90 / -45, PIP 100, DIP 90 / -10, thumb MCP 50, thumb IP 80 / -20), widened by 10 for landmark noise.
+FLEXION_LIMITS = {"mcp": (-30.0, 100.0), "pip": (-10.0, 110.0), "dip": (-20.0, 90.0),
+                  "thumb_cmc": (-40.0, 70.0), "thumb_mcp": (-20.0, 70.0), "thumb_ip": (-30.0, 90.0)}
+JOINT_KINDS = tuple(("thumb_cmc", "thumb_mcp", "thumb_ip") if f == "thumb" else ("mcp", "pip", "dip")
+                    for f in FINGERS)
+JOINT_KINDS = tuple(kind for finger in JOINT_KINDS for kind in finger)
+
+_PALM_THICKNESS = 0.02  # metres from the metacarpal line to the palmar skin, where thumb flexion heads
+
+
+def _unit(v: np.ndarray) -> np.ndarray:
+    return v / np.linalg.norm(v, axis=-1, keepdims=True)
+
+
+# --- The rest hand ---------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class RestHand:
+    """One side of the project's rest hand, wrist at the origin, rest frames = world frame.
+
+    joints (15,): SMPL-X joint indices; offsets (15, 3): each joint's offset from its parent (finger1 from the
+    wrist); bones (15, 3): each joint's bone, to its child joint or (finger3) its tip.
+    """
+
+    side: str
+    joints: tuple[int, ...]
+    offsets: np.ndarray
+    bones: np.ndarray
+
+    @property
+    def starts(self) -> np.ndarray:
+        """Rest positions (15, 3) of the hand joints."""
+        return np.cumsum(self.offsets.reshape(5, 3, 3), axis=1).reshape(15, 3)
+
+
+@cache
+def rest_hand(side: str = "right") -> RestHand:
+    _check_side(side)
+    joints = tuple(JOINT_INDEX[f"{side}_{name}"] for name in HAND_JOINT_NAMES)
+    offsets = REST_OFFSETS[list(joints)]
+    bones = np.array([offsets[j + 1] if j % 3 < 2 else TIP_OFFSETS[joints[j]] for j in range(15)])
+    return RestHand(side, joints, offsets, bones)
+
+
+def _check_side(side: str) -> None:
+    if side not in ("left", "right"):
+        raise DPoserError(f"side must be 'left' or 'right', got {side!r}")
+
+
+@cache
+def right_hand_frames() -> np.ndarray:
+    """(15, 3, 3): rows b, f, l of each right-hand joint (module docstring); the left hand is the mirror."""
+    rest = rest_hand("right")
+    # wrist->middle MCP x pinky->index MCP is dorsal for a right hand (here +Y: the rest palm faces down).
+    palm_normal = -_unit(np.cross(rest.offsets[3], rest.offsets[0] - rest.offsets[6]))
+    toward = np.tile(palm_normal, (15, 1))
+    thumb_target = rest.starts[6] + _PALM_THICKNESS * palm_normal  # palmar side of the little finger's base
+    toward[12:] = thumb_target - rest.starts[12:]
+    b = _unit(rest.bones)
+    f = _unit(toward - np.sum(toward * b, -1, keepdims=True) * b)
+    return np.stack([b, f, np.cross(b, f)], axis=1)
+
+
+def _axis_angle_matrices(axes: np.ndarray, degrees: np.ndarray) -> np.ndarray:
+    return Rotation.from_rotvec((axes * np.radians(degrees)[..., None]).reshape(-1, 3)).as_matrix() \
+        .reshape(degrees.shape + (3, 3))
+
+
+def _mirror_for(hand_pose: np.ndarray, side: str) -> np.ndarray:
+    """A left-hand pose as the right-hand pose it mirrors (and back); right-hand poses unchanged."""
+    _check_side(side)
+    return hand_pose * np.array([1.0, -1.0, -1.0]) if side == "left" else hand_pose
+
+
+def hand_pose_from_angles(flexion: np.ndarray, abduction: np.ndarray, twist: np.ndarray | None = None,
+                          side: str = "right") -> np.ndarray:
+    """(N, 15) degrees each -> hand_pose (N, 15, 3) axis-angle. Read right to left: twist about b, abduction
+    about -f (moves b towards l), flexion about l (moves it towards f); `joint_angles` inverts the last two."""
+    frames = right_hand_frames()
+    b, f, l = frames[:, 0], frames[:, 1], frames[:, 2]
+    flexion, abduction = np.asarray(flexion, dtype=np.float64), np.asarray(abduction, dtype=np.float64)
+    rot = _axis_angle_matrices(l, flexion) @ _axis_angle_matrices(-f, abduction)
+    if twist is not None:
+        rot = rot @ _axis_angle_matrices(b, np.asarray(twist, dtype=np.float64))
+    pose = Rotation.from_matrix(rot.reshape(-1, 3, 3)).as_rotvec().reshape(rot.shape[:-2] + (3,))
+    return _mirror_for(pose, side)
+
+
+def joint_angles(hand_pose: np.ndarray, side: str = "right") -> tuple[np.ndarray, np.ndarray]:
+    """hand_pose (N, 15, 3) -> flexion, abduction (N, 15) in degrees, from where each joint sends its bone:
+    flexion is the angle in the b-f plane, abduction the angle out of it."""
+    rot = Rotation.from_rotvec(_mirror_for(np.asarray(hand_pose), side).reshape(-1, 3)).as_matrix()
+    frames = right_hand_frames()
+    d = np.einsum("njrk,jk->njr", rot.reshape(-1, 15, 3, 3), frames[:, 0])
+    coords = np.einsum("njk,jrk->njr", d, frames)  # components along b, f, l
+    flexion = np.degrees(np.arctan2(coords[..., 1], coords[..., 0]))
+    abduction = np.degrees(np.arcsin(np.clip(coords[..., 2], -1.0, 1.0)))
+    return flexion, abduction
+
+
+def out_of_range(hand_pose: np.ndarray, side: str = "right") -> np.ndarray:
+    """(N, 15) bool: flexion outside FLEXION_LIMITS for the joint's kind."""
+    flexion, _ = joint_angles(hand_pose, side)
+    limits = np.array([FLEXION_LIMITS[kind] for kind in JOINT_KINDS])
+    return (flexion < limits[:, 0]) | (flexion > limits[:, 1])
+
+
+# --- Kinematics and fitting ------------------------------------------------------------------------------
+
+def hand_points(local: np.ndarray, wrist_rotation: np.ndarray, side: str = "right") -> np.ndarray:
+    """Forward kinematics of one hand: local (N, 15, 3, 3) joint rotations, wrist_rotation (N, 3, 3) global
+    -> landmark positions (N, 21, 3) in MediaPipe order, wrist at the origin, rest-skeleton lengths (metres)."""
+    rest = rest_hand(side)
+    points = np.zeros((len(local), NUM_LANDMARKS, 3))
+    for i, finger in enumerate(FINGERS):
+        chain, parent, position = CHAINS[finger], wrist_rotation, 0.0
+        for k in range(3):
+            j = 3 * i + k
+            position = position + parent @ rest.offsets[j]
+            points[:, chain[k]] = position
+            parent = parent @ local[:, j]
+        points[:, chain[3]] = position + parent @ rest.bones[3 * i + 2]
+    return points
+
+
+def degenerate_landmarks(landmarks: np.ndarray) -> np.ndarray:
+    """(N, 21, 3) -> (N,) bool: non-finite values, a zero-length bone or palm segment, or a flat palm
+    (wrist->middle MCP parallel to pinky->index MCP), none of which gives a rotation to fit."""
+    landmarks = np.asarray(landmarks, dtype=np.float64)
+    finite = np.isfinite(landmarks).all(axis=(1, 2))
+    safe = np.where(finite[:, None, None], landmarks, 0.0)
+    scale = np.maximum(np.ptp(safe, axis=1).max(axis=1), 1e-300)
+    segments = safe[:, SEGMENTS[:, 1]] - safe[:, SEGMENTS[:, 0]]
+    short = (np.linalg.norm(segments, axis=-1) < 1e-6 * scale[:, None]).any(axis=1)
+    forward, across = safe[:, MIDDLE_MCP] - safe[:, WRIST], safe[:, INDEX_MCP] - safe[:, PINKY_MCP]
+    palm_area = np.linalg.norm(np.cross(forward, across), axis=-1)
+    flat = palm_area < 1e-3 * np.linalg.norm(forward, axis=-1) * np.linalg.norm(across, axis=-1) + 1e-300
+    return ~finite | short | flat | (scale <= 1e-300)
+
+
+def left_handed(landmarks: np.ndarray) -> np.ndarray:
+    """(N, 21, 3) positions in a right-handed frame -> (N,) bool, True for a left hand.
+
+    The palm's cross product wrist->middle MCP x pinky->index MCP points to the back of a right hand and to the
+    palm of a left one. Which side is the palm: the fingers curl towards it (tips relative to their MCPs) and the
+    thumb's CMC sits on it (thenar), both measured as fractions of the finger length / palm width.
+    """
+    landmarks = np.asarray(landmarks, dtype=np.float64)
+    normal = _unit(np.cross(landmarks[:, MIDDLE_MCP] - landmarks[:, WRIST],
+                            landmarks[:, INDEX_MCP] - landmarks[:, PINKY_MCP]))
+    curl = 0.0
+    for finger in ("index", "middle", "ring", "pinky"):
+        mcp, tip = CHAINS[finger][0], CHAINS[finger][3]
+        reach = landmarks[:, tip] - landmarks[:, mcp]
+        curl = curl + np.sum(reach * normal, -1) / np.linalg.norm(reach, axis=-1) / 4
+    palm_centre = (landmarks[:, WRIST] + landmarks[:, INDEX_MCP] + landmarks[:, PINKY_MCP]) / 3
+    width = np.linalg.norm(landmarks[:, INDEX_MCP] - landmarks[:, PINKY_MCP], axis=-1)
+    thenar = np.sum((landmarks[:, THUMB_CMC] - palm_centre) * normal, -1) / width
+    return curl + thenar > 0
+
+
+def _mirrored_landmarks(landmarks: np.ndarray, which: np.ndarray) -> np.ndarray:
+    return np.where(which[:, None, None], landmarks * np.array([-1.0, 1.0, 1.0]), landmarks)
+
+
+def _checked_landmarks(landmarks) -> np.ndarray:
+    landmarks = np.asarray(landmarks, dtype=np.float64)
+    if landmarks.ndim != 3 or landmarks.shape[1:] != (NUM_LANDMARKS, 3):
+        raise DPoserError(f"hand landmarks must have shape (N, 21, 3), got {landmarks.shape}")
+    bad = np.flatnonzero(degenerate_landmarks(landmarks))
+    if len(bad):
+        raise DPoserError(f"{len(bad)} hand landmark sets are degenerate (NaN, zero-length bone or flat palm), "
+                          f"e.g. sample {bad[0]}: drop them with degenerate_landmarks() first")
+    return landmarks
+
+
+def fit_hand_pose(landmarks: np.ndarray, side: str = "right") -> tuple[np.ndarray, np.ndarray]:
+    """Hand pose of `side` whose bones point along the landmark segments.
+
+    landmarks (N, 21, 3): MediaPipe-ordered positions in a right-handed, isotropic frame (any scale and origin).
+    Samples whose geometry is the other hand (`left_handed`) are mirrored x -> -x first, so every output is a
+    `side` hand; wrist_rotation then belongs to the mirrored sample.
+    -> hand_pose (N, 15, 3) axis-angle in SMPL-X joint order, wrist_rotation (N, 3, 3) global.
+
+    The wrist is aimed along wrist->middle MCP with its twist from pinky->index MCP; each finger joint is aimed
+    along its segment, twist-free relative to its parent (landmarks do not see finger twist).
+    """
+    landmarks = _checked_landmarks(landmarks)
+    rest = rest_hand(side)
+    other_side = ~left_handed(landmarks) if side == "left" else left_handed(landmarks)
+    landmarks = _mirrored_landmarks(landmarks, other_side)
+    n = len(landmarks)
+    wrist = aim(np.broadcast_to(np.eye(3), (n, 3, 3)), rest.offsets[3],
+                landmarks[:, MIDDLE_MCP] - landmarks[:, WRIST],
+                rest_side=rest.offsets[0] - rest.offsets[6],
+                target_side=landmarks[:, INDEX_MCP] - landmarks[:, PINKY_MCP])
+    local = np.empty((n, 15, 3, 3))
+    for j, (start, end) in enumerate(SEGMENTS):
+        parent = wrist if j % 3 == 0 else parent_global
+        parent_global = aim(parent, rest.bones[j], landmarks[:, end] - landmarks[:, start])
+        local[:, j] = np.swapaxes(parent, 1, 2) @ parent_global
+    hand_pose = Rotation.from_matrix(local.reshape(-1, 3, 3)).as_rotvec().reshape(n, 15, 3)
+    return hand_pose, wrist
+
+
+def landmark_direction_error(landmarks: np.ndarray, hand_pose: np.ndarray, wrist_rotation: np.ndarray,
+                             side: str = "right") -> np.ndarray:
+    """Angle (N, 15) in degrees between each landmark segment and the posed rest bone that should follow it.
+
+    Takes the landmarks as given to `fit_hand_pose` (samples of the other side are mirrored the same way).
+    """
+    landmarks = np.asarray(landmarks, dtype=np.float64)
+    other_side = ~left_handed(landmarks) if side == "left" else left_handed(landmarks)
+    landmarks = _mirrored_landmarks(landmarks, other_side)
+    local = Rotation.from_rotvec(np.asarray(hand_pose).reshape(-1, 3)).as_matrix().reshape(-1, 15, 3, 3)
+    posed = hand_points(local, wrist_rotation, side)
+    observed = landmarks[:, SEGMENTS[:, 1]] - landmarks[:, SEGMENTS[:, 0]]
+    return angle_between(observed, posed[:, SEGMENTS[:, 1]] - posed[:, SEGMENTS[:, 0]])
+
+
+# --- The ASL landmark set --------------------------------------------------------------------------------
+
+ASL_TAR = Path("asl_ai_hand_landmarks_mit") / "raw_gestures.tar"
+_MEMBER = re.compile(r"(?:^|/)raw_gestures/([A-Za-z]+)/frame_(\d+)\.npy$")
+
+
+def read_asl_landmarks(tar_path: str | Path) -> tuple[np.ndarray, list[str]]:
+    """Landmarks of every sample in the tar, read in place, sorted by letter then frame number.
+
+    -> landmarks (N, 21, 3) float64 in the isotropic right-handed frame of the module docstring (units of image
+    width), letters [N]. Members that do not load as 63 numbers, or whose landmarks are degenerate, are skipped
+    and counted in a warning.
+    """
+    tar_path = Path(tar_path)
+    if not tar_path.is_file():
+        raise DPoserError(f"ASL landmark archive not found: {tar_path}")
+    samples, unreadable = [], 0
+    with tarfile.open(tar_path) as tar:
+        for member in tar:
+            match = _MEMBER.search(member.name)
+            if not (member.isfile() and match):
+                continue
+            try:
+                values = np.load(io.BytesIO(tar.extractfile(member).read()), allow_pickle=False)
+                values = np.asarray(values, dtype=np.float64).reshape(NUM_LANDMARKS, 3)
+            except (ValueError, OSError, EOFError):
+                unreadable += 1
+                continue
+            samples.append((match[1], int(match[2]), values))
+    samples.sort(key=lambda sample: sample[:2])
+    landmarks = np.array([s[2] for s in samples]).reshape(-1, NUM_LANDMARKS, 3) * ASL_AXIS_SCALE
+    letters = [s[0] for s in samples]
+    degenerate = degenerate_landmarks(landmarks)
+    if unreadable or degenerate.any():
+        warnings.warn(f"{tar_path.name}: skipped {unreadable} unreadable or malformed members and "
+                      f"{int(degenerate.sum())} degenerate landmark sets", stacklevel=2)
+    return landmarks[~degenerate], [letter for letter, bad in zip(letters, degenerate) if not bad]
+
+
+def main(argv: list[str]) -> None:
+    """Fit the whole ASL set and print the validation summary."""
+    from .sources import mocap_root
+
+    tar_path = Path(argv[0]) if argv else mocap_root() / ASL_TAR
+    landmarks, letters = read_asl_landmarks(tar_path)
+    left = left_handed(landmarks)
+    hand_pose, wrist = fit_hand_pose(landmarks, side="right")
+    error = landmark_direction_error(landmarks, hand_pose, wrist, side="right")
+    flexion, abduction = joint_angles(hand_pose, side="right")
+    outside = out_of_range(hand_pose, side="right")
+    print(f"{len(landmarks)} samples, {len(set(letters))} letters; chirality: {int(left.sum())} left "
+          f"(mirrored), {int((~left).sum())} right")
+    print("joint      kind       dir.err mean/max deg  flexion p5/p50/p95 deg  |abduction| p50  out of range")
+    for j, (name, kind) in enumerate(zip(HAND_JOINT_NAMES, JOINT_KINDS)):
+        p5, p50, p95 = np.percentile(flexion[:, j], [5, 50, 95])
+        print(f"{name:10s} {kind:10s} {error[:, j].mean():8.2e} / {error[:, j].max():8.2e}   "
+              f"{p5:6.1f} {p50:6.1f} {p95:6.1f}       {np.median(np.abs(abduction[:, j])):6.1f}"
+              f"       {outside[:, j].mean():6.2%}")
+    print(f"samples with any joint out of range: {outside.any(axis=1).mean():.2%}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
