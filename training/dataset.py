@@ -50,6 +50,7 @@ class Source:
     kind: str              # bvh | asfamc | fbx | aistpp
     licence: str
     default: bool = True   # used unless excluded; False = opt-in (--with NAME)
+    joint_map: str = ""    # joint-map file stem; empty = detect from joint names
 
 
 SOURCES = (
@@ -58,7 +59,9 @@ SOURCES = (
     Source("cmu_iclone_bvh", "iclone_cmu_bvh", "bvh", "CMU mocap terms"),
     Source("cmu_keijiro_fbx", "keijiro_cmu_fbx", "fbx", "CMU mocap terms"),
     Source("cmu_poselib_fbx", "poselib_cmu_fbx", "fbx", "CMU mocap terms (repo MIT)"),
-    Source("cmu_mesh2motion_fbx", "mesh2motion_cmu_fbx", "fbx", "CMU mocap terms (repo CC0)"),
+    # Same bone names as the cgspeed BVH, but Blender's importer makes different leaf bones: its own map.
+    Source("cmu_mesh2motion_fbx", "mesh2motion_cmu_fbx", "fbx", "CMU mocap terms (repo CC0)",
+           joint_map="mesh2motion_fbx"),
     Source("makehuman_poses", "makehuman_assets_cc0_poses", "bvh", "CC0"),
     Source("makehuman_anims", "makehuman_cc0_anims", "bvh", "CC0"),
     Source("hdm05", "hdm05_cc-by-sa", "asfamc", "CC BY-SA 3.0 (share-alike)", default=False),
@@ -90,6 +93,16 @@ def resample(poses: np.ndarray, fps: float, target_fps: float = TARGET_FPS) -> n
         slerp = Slerp(times, Rotation.from_rotvec(poses[:, 3 * j:3 * j + 3]))
         out[:, j] = slerp(new_times).as_rotvec()
     return out.reshape(len(new_times), -1)
+
+
+def glitch_frames(poses: np.ndarray, max_degrees: float = 45.0) -> np.ndarray:
+    """(T,) bool: frames whose body joints jump more than `max_degrees` from the previous frame (at 30 fps,
+    i.e. 1350 deg/s: beyond human joint speeds; capture glitches such as swapped or lost markers)."""
+    rot = Rotation.from_rotvec(poses[:, 3:66].reshape(-1, 3))
+    rot = rot.as_quat().reshape(len(poses), 21, 4)
+    dots = np.abs(np.sum(rot[1:] * rot[:-1], axis=-1)).clip(max=1.0)
+    jump = np.degrees(2 * np.arccos(dots)).max(axis=1)
+    return np.concatenate([[False], jump > max_degrees])
 
 
 def calibration_frames(poses: np.ndarray, max_degrees: float = 30.0) -> np.ndarray:
@@ -173,7 +186,8 @@ def collect_motion(collected: Collected, source: Source, root: Path, mirror: boo
         maps = load_joint_maps()
         items = []
         for path, motion in _read_motions(source, root):
-            result = retarget(motion, detect_joint_map(motion, maps))
+            joint_map = maps[source.joint_map] if source.joint_map else detect_joint_map(motion, maps)
+            result = retarget(motion, joint_map)
             reports.append(result)
             parts = ["body"]
             if result.present[list(range(25, 55))].all():
@@ -184,6 +198,7 @@ def collect_motion(collected: Collected, source: Source, root: Path, mirror: boo
     for path, poses, fps, parts in items:
         poses = poses[~calibration_frames(poses)] if len(poses) > 1 else poses
         poses = resample(poses, fps)
+        poses = poses[~glitch_frames(poses)]
         subject = cmu_subject(path) if source.name.startswith("cmu") else None
         split = ("val" if subject in VAL_SUBJECTS else "test" if subject in TEST_SUBJECTS else "train") \
             if subject else split_of_item(f"{source.name}/{path.name}")

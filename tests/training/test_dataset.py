@@ -84,3 +84,12 @@ def test_outputs_are_complete_normalised_and_hashed_deterministically(tmp_path):
     changed = _collected()
     changed.model["train"][0][0, 0] += 1.0
     assert write_outputs(changed, tmp_path / "c", {"test": True})["content_sha256"] != first["content_sha256"]
+
+
+def test_glitch_frames_flag_impossible_jumps_only():
+    t = np.arange(30) / 30.0
+    poses = np.zeros((30, 165))
+    poses[:, 3 * 4] = 2.0 * np.sin(2 * np.pi * t)  # a fast but human knee swing: < 25 deg per frame
+    assert not dataset.glitch_frames(poses).any()
+    poses[12, 3 * 4] += 1.2  # a 69 degree spike for one frame
+    assert dataset.glitch_frames(poses).nonzero()[0].tolist() == [12, 13]

@@ -10,8 +10,10 @@ What the reader does:
 - Everything is in world space: the armature object's matrix (the importer's axis conversion to Blender's
   Z-up and the file's unit scale) is baked into offsets and positions, so units are the file's scene units
   after Blender's unit conversion (metres for a centimetre FBX whose scale sits on the object).
-- The global rotation delta of bone j is G_j = W3 Mpose_j Mrest_j^-1 W3^-1 (armature-space pose and rest
-  matrices, W3 = the object's rotation), and the local one is R_j = G_parent^T G_j (`Motion` convention).
+- The global rotation delta of bone j at frame t is G_j = W3(t) Mpose_j(t) Mrest_j^-1 W3(first)^-1
+  (armature-space pose and rest matrices, W3 = the object's rotation, followed when the object itself is
+  animated; its scale must stay uniform and constant), and the local one is R_j = G_parent^T G_j (`Motion`
+  convention). The rest skeleton is placed with the object's transform at the first frame.
 
 Importer options, chosen deliberately:
 - automatic_bone_orientation=True: the importer then points each bone at its children and a leaf bone along
@@ -108,74 +110,70 @@ def _key_range(action, slot) -> tuple[int, int]:
     return int(round(ranges[:, 0].min())), int(round(ranges[:, 1].max()))
 
 
-def _joint_order(bones) -> list:
-    """Bones depth-first (parents before children), each leaf followed by its end-site marker None."""
-    roots = [bone for bone in bones if bone.parent is None]
+def _joint_table(path: Path, armature) -> tuple[list, list, list]:
+    """Bones depth-first (parents before children), an end site after each leaf.
+
+    Returns joint names, parent indices and, per joint, the bone it belongs to (a leaf for its end site).
+    """
+    roots = [bone for bone in armature.data.bones if bone.parent is None]
     if len(roots) != 1:
-        raise ValueError(", ".join(bone.name for bone in roots))
-    order = []
+        raise DPoserError(f"{path}: armature '{armature.name}' has several root bones "
+                          f"({', '.join(bone.name for bone in roots)})")
+    names, parents, bone_of_joint = [], [], []
 
-    def visit(bone):
-        order.append(bone)
+    def visit(bone, parent: int):
+        names.append(bone.name)
+        parents.append(parent)
+        bone_of_joint.append(bone.name)
+        index = len(names) - 1
         for child in bone.children:
-            visit(child)
+            visit(child, index)
         if not bone.children:
-            order.append(None)
+            names.append(f"{bone.name}_end")
+            parents.append(index)
+            bone_of_joint.append(bone.name)
 
-    visit(roots[0])
-    return order
+    visit(roots[0], -1)
+    return names, parents, bone_of_joint
 
 
 def _sample(path: Path, armature, action, slot, name: str) -> Motion:
     animation = armature.animation_data or armature.animation_data_create()
     animation.action = action
     animation.action_slot = slot
-    try:
-        order = _joint_order(armature.data.bones)
-    except ValueError as roots:
-        raise DPoserError(f"{path}: armature '{armature.name}' has several root bones ({roots})") from None
-
-    # Joint table: a bone, or the end site of the bone just before it.
-    names, parents, bone_of_joint = [], [], []
-    for entry in order:
-        if entry is None:
-            leaf = bone_of_joint[-1]
-            names.append(f"{leaf}_end")
-            parents.append(len(names) - 2)
-            bone_of_joint.append(leaf)
-        else:
-            names.append(entry.name)
-            parents.append(names.index(entry.parent.name) if entry.parent else -1)
-            bone_of_joint.append(entry.name)
-    is_end = np.array([entry is None for entry in order])
-
-    world = np.array(armature.matrix_world)
-    world_rot = world[:3, :3] / np.linalg.norm(world[:3, :3], axis=0)  # W3: rotation of a uniformly scaled object
-    bones = armature.data.bones
-    rest_points = np.array([bones[b].tail_local if end else bones[b].head_local
-                            for b, end in zip(bone_of_joint, is_end)]) @ world[:3, :3].T + world[:3, 3]
+    names, parents, bone_of_joint = _joint_table(path, armature)
     parents = np.array(parents)
-    offsets = rest_points - np.where(parents[:, None] >= 0, rest_points[parents], 0.0)
+    is_end = np.array([joint != bone for joint, bone in zip(names, bone_of_joint)])
 
-    # Evaluated armature-space pose matrices, every frame; foreach_get is far faster than per-bone access.
+    # Evaluated object and armature-space pose matrices, every frame (foreach_get: one call for all bones).
+    scene = bpy.context.scene
     pose_bones = armature.pose.bones
-    pose_index = {pose_bone.name: i for i, pose_bone in enumerate(pose_bones)}
-    rows = np.array([pose_index[b] for b in bone_of_joint])
     first, last = _key_range(action, slot)
     n_frames = last - first + 1
     flat = np.empty(len(pose_bones) * 16, dtype=np.float32)
     pose_matrices = np.empty((n_frames, len(pose_bones), 4, 4))
-    scene = bpy.context.scene
+    worlds = np.empty((n_frames, 4, 4))
     for t, frame in enumerate(range(first, last + 1)):
         scene.frame_set(frame)
+        worlds[t] = armature.matrix_world
         pose_bones.foreach_get("matrix", flat)
         pose_matrices[t] = flat.reshape(-1, 4, 4).transpose(0, 2, 1)  # Blender matrices are column-major
-    rest_inverse = np.linalg.inv(np.array([np.array(bones[b].matrix_local)[:3, :3] for b in bone_of_joint]))
+    pose_index = {pose_bone.name: i for i, pose_bone in enumerate(pose_bones)}
+    pose_matrices = pose_matrices[:, [pose_index[bone] for bone in bone_of_joint]]
+    world_rotations = worlds[:, :3, :3] / np.linalg.norm(worlds[:, :3, :3], axis=-2, keepdims=True)  # W3
 
-    global_rotations = world_rot @ pose_matrices[:, rows, :3, :3] @ rest_inverse @ world_rot.T
+    # Rest skeleton, placed by the object's transform at the first frame.
+    bones = armature.data.bones
+    rest_points = np.array([bones[bone].tail_local if end else bones[bone].head_local
+                            for bone, end in zip(bone_of_joint, is_end)]) @ worlds[0, :3, :3].T + worlds[0, :3, 3]
+    offsets = rest_points - np.where(parents[:, None] >= 0, rest_points[parents], 0.0)
+    rest_inverse = np.linalg.inv(np.array([np.array(bones[bone].matrix_local)[:3, :3] for bone in bone_of_joint]))
+
+    global_rotations = (world_rotations[:, None] @ pose_matrices[..., :3, :3] @ rest_inverse
+                        @ world_rotations[0].T)
     rotations = global_rotations.copy()
     rotations[:, 1:] = np.swapaxes(global_rotations[:, parents[1:]], -1, -2) @ global_rotations[:, 1:]
     rotations[:, is_end] = np.eye(3)
-    root_translation = pose_matrices[:, rows[0], :3, 3] @ world[:3, :3].T + world[:3, 3]
+    root_translation = np.einsum("tij,tj->ti", worlds[:, :3, :3], pose_matrices[:, 0, :3, 3]) + worlds[:, :3, 3]
     fps = scene.render.fps / scene.render.fps_base
     return Motion(name, names, parents, offsets, rotations, root_translation, fps, str(path))

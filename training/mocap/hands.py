@@ -53,13 +53,15 @@ WRIST, INDEX_MCP, MIDDLE_MCP, PINKY_MCP, THUMB_CMC = 0, 5, 9, 17, 1
 # Scales that make the ASL landmarks isotropic (see module docstring), then the y and z flips.
 ASL_AXIS_SCALE = np.array([1.0, -9.0 / 16.0, -1.5])
 
-# Validation limits on fitted flexion, degrees: active range plus normal hyperextension (AAOS normals:
-# MCP 90 / -45, PIP 100, DIP 90 / -10, thumb MCP 50, thumb IP 80 / -20), widened by 10 for landmark noise.
-FLEXION_LIMITS = {"mcp": (-30.0, 100.0), "pip": (-10.0, 110.0), "dip": (-20.0, 90.0),
-                  "thumb_cmc": (-40.0, 70.0), "thumb_mcp": (-20.0, 70.0), "thumb_ip": (-30.0, 90.0)}
-JOINT_KINDS = tuple(("thumb_cmc", "thumb_mcp", "thumb_ip") if f == "thumb" else ("mcp", "pip", "dip")
-                    for f in FINGERS)
-JOINT_KINDS = tuple(kind for finger in JOINT_KINDS for kind in finger)
+# Flexion limits per joint kind, degrees (flexion - / + hyperextension), after the AAOS normals (MCP 90 / -45,
+# PIP 100, DIP 90 / -10, thumb MCP 50, thumb IP 80 / -20) with PIP to 110 as several clinical texts give and
+# room for landmark noise. Thumb CMC flexion is measured across the palm from the rest thumb, which already
+# stands about 25 deg radially off the index metacarpal.
+FLEXION_LIMITS = {"mcp": (-30.0, 90.0), "pip": (-10.0, 110.0), "dip": (-20.0, 90.0),
+                  "thumb_cmc": (-30.0, 60.0), "thumb_mcp": (-20.0, 60.0), "thumb_ip": (-20.0, 90.0)}
+JOINT_KINDS = tuple(kind for f in FINGERS
+                    for kind in (("thumb_cmc", "thumb_mcp", "thumb_ip") if f == "thumb" else ("mcp", "pip", "dip")))
+LIMITS = np.array([FLEXION_LIMITS[kind] for kind in JOINT_KINDS])  # (15, 2)
 
 _PALM_THICKNESS = 0.02  # metres from the metacarpal line to the palmar skin, where thumb flexion heads
 
@@ -118,8 +120,9 @@ def right_hand_frames() -> np.ndarray:
 
 
 def _axis_angle_matrices(axes: np.ndarray, degrees: np.ndarray) -> np.ndarray:
-    return Rotation.from_rotvec((axes * np.radians(degrees)[..., None]).reshape(-1, 3)).as_matrix() \
-        .reshape(degrees.shape + (3, 3))
+    """axes (..., 3) unit, degrees (...) broadcasting together -> (..., 3, 3)."""
+    rotvecs = np.asarray(axes) * np.radians(degrees)[..., None]
+    return Rotation.from_rotvec(rotvecs.reshape(-1, 3)).as_matrix().reshape(rotvecs.shape + (3,))
 
 
 def _mirror_for(hand_pose: np.ndarray, side: str) -> np.ndarray:
@@ -155,10 +158,34 @@ def joint_angles(hand_pose: np.ndarray, side: str = "right") -> tuple[np.ndarray
 
 
 def out_of_range(hand_pose: np.ndarray, side: str = "right") -> np.ndarray:
-    """(N, 15) bool: flexion outside FLEXION_LIMITS for the joint's kind."""
+    """(N, 15) bool: flexion outside FLEXION_LIMITS for the joint's kind (by more than rounding)."""
     flexion, _ = joint_angles(hand_pose, side)
-    limits = np.array([FLEXION_LIMITS[kind] for kind in JOINT_KINDS])
-    return (flexion < limits[:, 0]) | (flexion > limits[:, 1])
+    return (flexion < LIMITS[:, 0] - 1e-6) | (flexion > LIMITS[:, 1] + 1e-6)
+
+
+def limit_flexion(hand_pose: np.ndarray, side: str = "right") -> np.ndarray:
+    """hand_pose (N, 15, 3) -> the same with every flexion inside FLEXION_LIMITS: flexion beyond a joint's limit
+    is handed to its parent joint in the finger (about the parent's flexion axis, nearly parallel, so the distal
+    segments keep their directions), what the finger's first joint cannot take is dropped, and hyperextension
+    beyond a limit is clamped where it is.
+
+    Why: on curled fingers MediaPipe puts too little flexion at the MCP and too much at the PIP (ASL fists read
+    ring/pinky MCP ~50 and PIP 130-145 deg, the raw angle between landmark segments, before any fitting), while
+    the curl of the fingertip, which the image shows best, is plausible.
+    """
+    right = Rotation.from_rotvec(_mirror_for(np.asarray(hand_pose, dtype=np.float64), side).reshape(-1, 3))
+    local = right.as_matrix().reshape(-1, 15, 3, 3)
+    flexion, _ = joint_angles(_mirror_for(hand_pose, side), "right")
+    axes = right_hand_frames()[:, 2]
+    for finger in range(5):
+        carried = np.zeros(len(local))
+        for j in (3 * finger + 2, 3 * finger + 1, 3 * finger):
+            wanted = flexion[:, j] + carried
+            change = np.clip(wanted, *LIMITS[j]) - flexion[:, j]
+            local[:, j] = _axis_angle_matrices(axes[j], change) @ local[:, j]
+            carried = np.maximum(wanted - LIMITS[j, 1], 0.0)
+    pose = Rotation.from_matrix(local.reshape(-1, 3, 3)).as_rotvec().reshape(-1, 15, 3)
+    return _mirror_for(pose, side)
 
 
 # --- Kinematics and fitting ------------------------------------------------------------------------------
@@ -215,8 +242,12 @@ def left_handed(landmarks: np.ndarray) -> np.ndarray:
     return curl + thenar > 0
 
 
-def _mirrored_landmarks(landmarks: np.ndarray, which: np.ndarray) -> np.ndarray:
-    return np.where(which[:, None, None], landmarks * np.array([-1.0, 1.0, 1.0]), landmarks)
+def as_side(landmarks: np.ndarray, side: str) -> tuple[np.ndarray, np.ndarray]:
+    """landmarks (N, 21, 3) -> (landmarks with the other side's samples mirrored x -> -x, (N,) bool mirrored)."""
+    _check_side(side)
+    left = left_handed(landmarks)
+    mirrored = left if side == "right" else ~left
+    return np.where(mirrored[:, None, None], landmarks * np.array([-1.0, 1.0, 1.0]), landmarks), mirrored
 
 
 def _checked_landmarks(landmarks) -> np.ndarray:
@@ -230,21 +261,21 @@ def _checked_landmarks(landmarks) -> np.ndarray:
     return landmarks
 
 
-def fit_hand_pose(landmarks: np.ndarray, side: str = "right") -> tuple[np.ndarray, np.ndarray]:
+def fit_hand_pose(landmarks: np.ndarray, side: str = "right", within_limits: bool = True
+                  ) -> tuple[np.ndarray, np.ndarray]:
     """Hand pose of `side` whose bones point along the landmark segments.
 
     landmarks (N, 21, 3): MediaPipe-ordered positions in a right-handed, isotropic frame (any scale and origin).
     Samples whose geometry is the other hand (`left_handed`) are mirrored x -> -x first, so every output is a
-    `side` hand; wrist_rotation then belongs to the mirrored sample.
+    `side` hand; wrist_rotation then belongs to the mirrored sample. within_limits: pass the fit through
+    `limit_flexion` (False: the plain fit, every bone on its segment).
     -> hand_pose (N, 15, 3) axis-angle in SMPL-X joint order, wrist_rotation (N, 3, 3) global.
 
     The wrist is aimed along wrist->middle MCP with its twist from pinky->index MCP; each finger joint is aimed
     along its segment, twist-free relative to its parent (landmarks do not see finger twist).
     """
-    landmarks = _checked_landmarks(landmarks)
+    landmarks, _ = as_side(_checked_landmarks(landmarks), side)
     rest = rest_hand(side)
-    other_side = ~left_handed(landmarks) if side == "left" else left_handed(landmarks)
-    landmarks = _mirrored_landmarks(landmarks, other_side)
     n = len(landmarks)
     wrist = aim(np.broadcast_to(np.eye(3), (n, 3, 3)), rest.offsets[3],
                 landmarks[:, MIDDLE_MCP] - landmarks[:, WRIST],
@@ -256,7 +287,7 @@ def fit_hand_pose(landmarks: np.ndarray, side: str = "right") -> tuple[np.ndarra
         parent_global = aim(parent, rest.bones[j], landmarks[:, end] - landmarks[:, start])
         local[:, j] = np.swapaxes(parent, 1, 2) @ parent_global
     hand_pose = Rotation.from_matrix(local.reshape(-1, 3, 3)).as_rotvec().reshape(n, 15, 3)
-    return hand_pose, wrist
+    return (limit_flexion(hand_pose, side) if within_limits else hand_pose), wrist
 
 
 def landmark_direction_error(landmarks: np.ndarray, hand_pose: np.ndarray, wrist_rotation: np.ndarray,
@@ -265,9 +296,7 @@ def landmark_direction_error(landmarks: np.ndarray, hand_pose: np.ndarray, wrist
 
     Takes the landmarks as given to `fit_hand_pose` (samples of the other side are mirrored the same way).
     """
-    landmarks = np.asarray(landmarks, dtype=np.float64)
-    other_side = ~left_handed(landmarks) if side == "left" else left_handed(landmarks)
-    landmarks = _mirrored_landmarks(landmarks, other_side)
+    landmarks, _ = as_side(np.asarray(landmarks, dtype=np.float64), side)
     local = Rotation.from_rotvec(np.asarray(hand_pose).reshape(-1, 3)).as_matrix().reshape(-1, 15, 3, 3)
     posed = hand_points(local, wrist_rotation, side)
     observed = landmarks[:, SEGMENTS[:, 1]] - landmarks[:, SEGMENTS[:, 0]]
@@ -320,19 +349,23 @@ def main(argv: list[str]) -> None:
     tar_path = Path(argv[0]) if argv else mocap_root() / ASL_TAR
     landmarks, letters = read_asl_landmarks(tar_path)
     left = left_handed(landmarks)
-    hand_pose, wrist = fit_hand_pose(landmarks, side="right")
-    error = landmark_direction_error(landmarks, hand_pose, wrist, side="right")
-    flexion, abduction = joint_angles(hand_pose, side="right")
-    outside = out_of_range(hand_pose, side="right")
+    plain, wrist = fit_hand_pose(landmarks, side="right", within_limits=False)
+    limited = limit_flexion(plain, side="right")
+    plain_error = landmark_direction_error(landmarks, plain, wrist, side="right")
+    limited_error = landmark_direction_error(landmarks, limited, wrist, side="right")
+    flexion, abduction = joint_angles(plain, side="right")
+    outside = out_of_range(plain, side="right")
     print(f"{len(landmarks)} samples, {len(set(letters))} letters; chirality: {int(left.sum())} left "
-          f"(mirrored), {int((~left).sum())} right")
-    print("joint      kind       dir.err mean/max deg  flexion p5/p50/p95 deg  |abduction| p50  out of range")
+          f"(mirrored to right), {int((~left).sum())} right")
+    print("                  plain fit                                                  limited fit")
+    print("joint    kind       dir.err mean / max    flexion p5 p50 p95  |abd| p50  outside   dir.err mean / max")
     for j, (name, kind) in enumerate(zip(HAND_JOINT_NAMES, JOINT_KINDS)):
         p5, p50, p95 = np.percentile(flexion[:, j], [5, 50, 95])
-        print(f"{name:10s} {kind:10s} {error[:, j].mean():8.2e} / {error[:, j].max():8.2e}   "
-              f"{p5:6.1f} {p50:6.1f} {p95:6.1f}       {np.median(np.abs(abduction[:, j])):6.1f}"
-              f"       {outside[:, j].mean():6.2%}")
-    print(f"samples with any joint out of range: {outside.any(axis=1).mean():.2%}")
+        print(f"{name:8s} {kind:9s}  {plain_error[:, j].mean():8.1e} / {plain_error[:, j].max():7.1e}"
+              f"   {p5:6.1f} {p50:5.1f} {p95:5.1f}   {np.median(np.abs(abduction[:, j])):6.1f}"
+              f"    {outside[:, j].mean():6.2%}   {limited_error[:, j].mean():6.2f} / {limited_error[:, j].max():6.2f}")
+    print(f"samples with a joint outside FLEXION_LIMITS in the plain fit: {outside.any(axis=1).mean():.2%}; "
+          f"after limit_flexion: {out_of_range(limited, side='right').any(axis=1).mean():.2%}")
 
 
 if __name__ == "__main__":
