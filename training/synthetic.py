@@ -5,14 +5,16 @@ eye parts that the licence-free mocap barely covers. Every generator takes a num
 deterministic given its state.
 
 Hand angles use the right-hand joint frames of `training.mocap.hands` (flexion towards the pad side, abduction
-radial for the fingers and palmar for the thumb; see that module's docstring). Ranges, degrees (right hand):
+radial for the fingers and palmar for the thumb; see that module's docstring), and every joint is a twist-free
+swing as in the landmark fits (thumb pronation in opposition is therefore not modelled). Ranges, degrees
+(right hand):
 
     joint            flexion     abduction     source / note
     finger MCP       -20 .. 90   -20 .. 20     AAOS: flexion 90, hyperextension up to 45; abduction ~20
     finger PIP         0 .. 110     0          AAOS 100; 110 in several clinical texts
     finger DIP         0 .. 80      0          AAOS 90; coupled, DIP ~ 2/3 PIP (Rijpkema & Girard 1991)
     thumb CMC        -20 .. 45     0 .. 60     flexion across the palm from the rest thumb; palmar abduction
-                                               AAOS 70; plus pronation about the metacarpal, 0.5 x abduction
+                                               AAOS 70
     thumb MCP        -10 .. 50      0          AAOS 50
     thumb IP         -15 .. 80      0          AAOS 80, hyperextension 20
 
@@ -31,13 +33,12 @@ from dposerx_blender.core.skeleton import EYE_JOINTS, REST_JOINTS, TIP_OFFSETS
 from .mocap.aim import aim
 from .mocap.hands import CHAINS, hand_points, hand_pose_from_angles, rest_hand, right_hand_frames
 
-# Joint slots (SMPL-X order index, middle, pinky, ring, thumb) of the four fingers in anatomical order.
-FINGER_SLOTS = np.array([0, 1, 3, 2])  # index, middle, ring, pinky
-THUMB = 4
+# Finger slots in SMPL-X order (index, middle, pinky, ring, thumb) of the four fingers in anatomical order
+# (index, middle, ring, pinky), where neighbours are neighbours.
+FINGER_SLOTS = np.array([0, 1, 3, 2])
 FLEXION_BOUNDS = np.array([(-20.0, 90.0), (0.0, 110.0), (0.0, 80.0)] * 4 + [(-20.0, 45.0), (-10.0, 50.0),
                                                                            (-15.0, 80.0)])
 ABDUCTION_BOUNDS = np.array([(-20.0, 20.0), (0.0, 0.0), (0.0, 0.0)] * 4 + [(0.0, 60.0), (0.0, 0.0), (0.0, 0.0)])
-PRONATION_PER_ABDUCTION = 0.5  # thumb metacarpal pronation coupled to palmar abduction (opposition)
 DIP_PER_PIP = 2.0 / 3.0
 # Neighbouring fingers move together: finger flexion varies through two latent synergies, a common curl and an
 # index-to-pinky gradient (the first two hand synergies of Santello et al. 1998), plus a little per finger.
@@ -46,6 +47,10 @@ _PAD_GAP = 0.014  # metres between the tip points of two fingers whose pads touc
 
 ARCHETYPES = ("relaxed", "fist", "flat", "point", "pinch", "power_grasp", "precision_grasp", "interpolation")
 ARCHETYPE_WEIGHTS = np.array([0.18, 0.1, 0.12, 0.08, 0.12, 0.12, 0.1, 0.18])
+
+
+def _unit(v: np.ndarray) -> np.ndarray:
+    return v / np.linalg.norm(v, axis=-1, keepdims=True)
 
 
 class _Angles:
@@ -58,7 +63,7 @@ class _Angles:
     def fingers(self, mcp, pip, abduction=0.0, dip=None):
         """mcp, pip, abduction, dip: broadcastable to (n, 4), fingers in order index, middle, ring, pinky."""
         n = len(self.flexion)
-        mcp, pip = np.broadcast_to(mcp, (n, 4)), np.broadcast_to(pip, (n, 4))
+        mcp, pip = np.broadcast_to(mcp, (n, 4)), np.clip(np.broadcast_to(pip, (n, 4)), *FLEXION_BOUNDS[1])
         dip = DIP_PER_PIP * pip if dip is None else np.broadcast_to(dip, (n, 4))
         for column, slot in enumerate(FINGER_SLOTS):
             self.flexion[:, 3 * slot:3 * slot + 3] = np.stack([mcp[:, column], pip[:, column], dip[:, column]], 1)
@@ -80,14 +85,10 @@ def _synergy(n: int, rng: np.random.Generator, spread: float) -> np.ndarray:
 
 
 def _posed(angles: _Angles) -> np.ndarray:
-    """Clipped angles -> hand pose (n, 15, 3), thumb pronation coupled to its abduction."""
+    """Angles clipped to the bounds -> hand pose (n, 15, 3)."""
     flexion = np.clip(angles.flexion, FLEXION_BOUNDS[:, 0], FLEXION_BOUNDS[:, 1])
     abduction = np.clip(angles.abduction, ABDUCTION_BOUNDS[:, 0], ABDUCTION_BOUNDS[:, 1])
-    twist = np.zeros_like(flexion)
-    # Pronation turns the thumb pad towards the fingers: a negative turn about the distal-pointing metacarpal
-    # for a right hand, like forearm pronation.
-    twist[:, 12] = -PRONATION_PER_ABDUCTION * abduction[:, 12]
-    return hand_pose_from_angles(flexion, abduction, twist)
+    return hand_pose_from_angles(flexion, abduction)
 
 
 def _points(hand_pose: np.ndarray) -> np.ndarray:
@@ -124,31 +125,31 @@ def _thumb_to(angles: _Angles, targets: np.ndarray, rng: np.random.Generator) ->
 
 
 def _relaxed(n: int, rng: np.random.Generator) -> _Angles:
+    """The resting hand: each finger towards the pinky a little more curled (the cascade), fingers slightly
+    apart, thumb loosely flexed."""
     angles = _Angles(n)
-    cascade = np.arange(4) * 5.0  # the resting cascade: each finger towards the pinky a little more curled
+    cascade = np.arange(4) * 5.0
     curl = _synergy(n, rng, 8.0)
-    angles.fingers(20 + cascade + curl, 35 + cascade + 1.2 * curl, [6.0, 0.0, -5.0, -10.0] + rng.normal(0, 3, (n, 4)))
+    spread = [6.0, 0.0, -5.0, -10.0] + rng.normal(0, 3, (n, 4))
+    angles.fingers(20 + cascade + curl, 35 + cascade + 1.2 * curl, spread)
     angles.thumb(rng.uniform(5, 20, n), rng.uniform(15, 35, n), rng.uniform(5, 25, n), rng.uniform(5, 25, n))
     return angles
 
 
-def _fist_thumb(angles: _Angles, n: int, rng: np.random.Generator) -> None:
-    """Thumb wrapped over the curled fingers."""
-    angles.thumb(rng.uniform(30, 45, n), rng.uniform(15, 35, n), rng.uniform(30, 50, n), rng.uniform(20, 50, n))
-
-
 def _fist(n: int, rng: np.random.Generator) -> _Angles:
+    """Fingers curled into the palm, the thumb wrapped over them."""
     angles = _Angles(n)
     curl = _synergy(n, rng, 4.0)
     angles.fingers(84 + curl, 102 + curl, rng.normal(0, 3, (n, 4)))
-    _fist_thumb(angles, n, rng)
+    angles.thumb(rng.uniform(30, 45, n), rng.uniform(15, 35, n), rng.uniform(30, 50, n), rng.uniform(20, 50, n))
     return angles
 
 
 def _flat(n: int, rng: np.random.Generator) -> _Angles:
+    """Straight fingers, from together to fully spread (the thumb swinging out with them)."""
     angles = _Angles(n)
     spread = rng.uniform(0, 1, (n, 1))
-    angles.fingers(rng.uniform(-15, 10, (n, 4)) + _synergy(n, rng, 3.0), rng.uniform(0, 10, (n, 4)),
+    angles.fingers(rng.uniform(-15, 5, (n, 4)) + _synergy(n, rng, 3.0), rng.uniform(0, 6, (n, 4)),
                    spread * [15.0, 2.0, -8.0, -18.0] + rng.normal(0, 2, (n, 4)))
     angles.thumb(-20 * spread[:, 0] + rng.normal(0, 3, n), rng.uniform(0, 20, n), rng.uniform(-10, 10, n),
                  rng.uniform(-15, 10, n))
@@ -156,6 +157,7 @@ def _flat(n: int, rng: np.random.Generator) -> _Angles:
 
 
 def _point(n: int, rng: np.random.Generator) -> _Angles:
+    """A fist with the index finger out."""
     angles = _fist(n, rng)
     mcp, pip = angles.finger_flexion()
     mcp[:, 0], pip[:, 0] = rng.uniform(-10, 20, n), rng.uniform(0, 15, n)
@@ -164,13 +166,14 @@ def _point(n: int, rng: np.random.Generator) -> _Angles:
 
 
 def _pinch(n: int, rng: np.random.Generator) -> _Angles:
-    """Thumb pad on the index pad; the other fingers curled or spread (as in an "OK" sign)."""
+    """Thumb tip on the index fingertip, a pad's thickness away; the other fingers curled or spread (as in an
+    "OK" sign). The tips meet; with twist-free thumb joints the pads need not face each other."""
     angles = _relaxed(n, rng)
     mcp, pip = angles.finger_flexion()
     spread_others = rng.uniform(0, 1, n) < 0.4
     mcp[:, 1:] = np.where(spread_others[:, None], rng.uniform(-5, 15, (n, 3)), mcp[:, 1:] + 20)
     pip[:, 1:] = np.where(spread_others[:, None], rng.uniform(0, 15, (n, 3)), pip[:, 1:] + 20)
-    mcp[:, 0], pip[:, 0] = rng.uniform(25, 60, n), rng.uniform(20, 65, n)
+    mcp[:, 0], pip[:, 0] = rng.uniform(40, 65, n), rng.uniform(40, 75, n)  # where the rest thumb reaches the tip
     angles.fingers(mcp, pip, angles.abduction[:, 3 * FINGER_SLOTS])
     pose = _posed(angles)
     index_tip = _points(pose)[:, CHAINS["index"][3]]
@@ -183,19 +186,19 @@ def _power_grasp(n: int, rng: np.random.Generator) -> _Angles:
     radius plus half a finger, so a joint bends by the two chords' half-angles (thinner = more curled)."""
     angles = _Angles(n)
     radius = rng.uniform(0.01, 0.04, n) + 0.01  # cylinder diameter 2-8 cm, plus the finger's half thickness
-    lengths = np.linalg.norm(_phalanx_lengths(), axis=-1)  # (4, 3), anatomical finger order
+    lengths = np.linalg.norm(_finger_phalanges(), axis=-1)  # (4, 3), anatomical finger order
     half = np.degrees(np.arcsin(np.clip(lengths[None] / (2 * radius[:, None, None]), 0, 1)))  # (n, 4, 3)
     contact = rng.uniform(15, 30, (n, 1))  # MCP flexion that lays the proximal phalanx on the cylinder
     angles.fingers(contact + half[..., 0], half[..., 0] + half[..., 1], rng.normal(0, 3, (n, 4)),
                    dip=half[..., 1] + half[..., 2])
     wrap = (0.05 - radius) / 0.03  # 0 for the thickest cylinder, 1 for the thinnest
-    angles.thumb(10 + 25 * wrap + rng.normal(0, 4, n), rng.uniform(35, 60, n), 15 + 25 * wrap + rng.normal(0, 4, n),
-                 10 + 30 * wrap + rng.normal(0, 5, n))
+    angles.thumb(10 + 25 * wrap + rng.normal(0, 4, n), rng.uniform(35, 60, n),
+                 15 + 25 * wrap + rng.normal(0, 4, n), 10 + 30 * wrap + rng.normal(0, 5, n))
     return angles
 
 
 @cache
-def _phalanx_lengths() -> np.ndarray:
+def _finger_phalanges() -> np.ndarray:
     """(4, 3, 3) phalanx vectors of the right hand's fingers, anatomical order."""
     bones = rest_hand("right").bones
     return np.stack([bones[3 * slot:3 * slot + 3] for slot in FINGER_SLOTS])
@@ -222,16 +225,12 @@ def _precision_grasp(n: int, rng: np.random.Generator) -> _Angles:
     return angles
 
 
-def _unit(v: np.ndarray) -> np.ndarray:
-    return v / np.linalg.norm(v, axis=-1, keepdims=True)
-
-
 _MAKERS = {"relaxed": _relaxed, "fist": _fist, "flat": _flat, "point": _point, "pinch": _pinch,
            "power_grasp": _power_grasp, "precision_grasp": _precision_grasp}
 
 
 def _interpolation(n: int, rng: np.random.Generator) -> _Angles:
-    """Blends of two archetypes (the bounds are a box, so blends stay inside)."""
+    """Blends of two other archetypes (the bounds are a box, so blends stay inside)."""
     first, second = (_archetype_angles(rng.choice(list(_MAKERS), n), rng) for _ in range(2))
     weight = rng.uniform(0, 1, (n, 1))
     angles = _Angles(n)

@@ -1,5 +1,7 @@
 """BVH reader/writer: round trips, hand-made files with known answers, every malformed case, real files."""
 import csv
+import tomllib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -9,6 +11,8 @@ from dposerx_blender.core.errors import DPoserError
 from training.mocap.bvh import parse_bvh, read_bvh, write_bvh
 from training.mocap.motion import Motion
 from training.mocap.sources import mocap_root
+
+JOINT_MAPS = Path(__file__).resolve().parents[2] / "training" / "mocap" / "joint_maps"
 
 TWO_JOINTS = """\
 HIERARCHY
@@ -190,17 +194,28 @@ def lowest_foot_range(motion: Motion, feet: tuple[str, str], up: int) -> float:
     return (np.percentile(heights, 95) - np.percentile(heights, 5)) / np.ptp(motion.rest_positions()[:, up])
 
 
-# (file, joints incl. end sites, feet for a walking clip, up axis)
+def joint_map_names(map_name: str) -> tuple[set, set]:
+    """(detect names, every source joint named in [joints] and [tips]) of a joint map."""
+    data = tomllib.loads((JOINT_MAPS / f"{map_name}.toml").read_text())
+    names = set()
+    for entry in list(data["joints"].values()) + list(data.get("tips", {}).values()):
+        names.update(entry["between"] if isinstance(entry, dict) else [entry])
+    return set(data["detect"]), names
+
+
+# (file, joints incl. end sites, its joint map, feet for a walking clip, up axis)
 REAL_FILES = [
-    ("przestr_cgspeed_daz_bvh/02_01.bvh", 57, ("lFoot_end", "rFoot_end"), 1),  # walk, Y up
-    ("iclone_cmu_bvh/005_03.bvh", 141, None, 1),  # modern dance
-    ("makehuman_cc0_anims/makehuman/data/animations/walks/walk1.bvh", 91, ("Toe_L_end", "Toe_R_end"), 2),  # Z up
-    ("makehuman_assets_cc0_poses/base/poses/standing01.bvh", 212, None, 2),
+    ("przestr_cgspeed_daz_bvh/02_01.bvh", 57, "cgspeed_daz_bvh", ("lFoot_end", "rFoot_end"), 1),  # walk, Y up
+    ("przestr_cgspeed_daz_bvh/16_01.bvh", 38, "cmu_bvh", None, 1),  # CMU bone names, 30 fps
+    ("iclone_cmu_bvh/005_03.bvh", 141, "iclone_bvh", None, 1),  # modern dance
+    ("makehuman_cc0_anims/makehuman/data/animations/walks/walk1.bvh", 91, "makehuman_anim_bvh",
+     ("Toe_L_end", "Toe_R_end"), 2),  # in-place walk, Z up
+    ("makehuman_assets_cc0_poses/base/poses/standing01.bvh", 212, "makehuman_bvh", None, 2),
 ]
 
 
-@pytest.mark.parametrize("local_path, n_joints, feet, up", REAL_FILES)
-def test_real_bvh_files(local_path, n_joints, feet, up):
+@pytest.mark.parametrize("local_path, n_joints, map_name, feet, up", REAL_FILES)
+def test_real_bvh_files(local_path, n_joints, map_name, feet, up):
     row = manifest_row(local_path)
     motion = read_bvh(mocap_root() / local_path)
     assert len(motion.joint_names) == n_joints
@@ -213,3 +228,5 @@ def test_real_bvh_files(local_path, n_joints, feet, up):
                                atol=1e-9 * np.abs(positions).max())
     if feet:
         assert lowest_foot_range(motion, feet, up) < 0.04
+    detect, mapped = joint_map_names(map_name)
+    assert detect <= set(motion.joint_names) and mapped <= set(motion.joint_names)

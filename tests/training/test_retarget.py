@@ -115,3 +115,24 @@ def test_joint_map_requires_every_body_joint(tmp_path):
     path.write_text('name = "partial"\n[joints]\npelvis = "hips"\n')
     with pytest.raises(DPoserError, match="left_hip"):
         JointMap.load(path)
+
+
+def test_rest_frame_rebases_a_non_human_rest_pose():
+    """Like the iClone rig: the zero-rotation pose has the legs pointing up; frame 0 is a T-pose."""
+    rots = random_pose(6, seed=5, scale=0.3)
+    rots[0] = np.eye(3)
+    legs_up = {"left_hip": Rotation.from_euler("x", 180, degrees=True).as_matrix(),
+               "right_hip": Rotation.from_euler("x", 180, degrees=True).as_matrix()}
+    source = smplx_as_source(rots, legs_up)
+    rebased = source.rebased(0)
+    np.testing.assert_allclose(rebased.positions(), source.positions(), atol=1e-9)
+    np.testing.assert_allclose(rebased.rotations[0], np.broadcast_to(np.eye(3), rebased.rotations[0].shape),
+                               atol=1e-12)
+    joint_map = identity_map()
+    naive = retarget(source, joint_map)
+    fixed = retarget(source, JointMap("rebased", "", (), joint_map.joints, joint_map.tips, rest_frame=0))
+    knee = JOINT_INDEX["left_knee"]
+    assert naive.rest_mismatch[knee] > 170 and fixed.rest_mismatch[knee] < 1e-6
+    got = local_matrices(fixed.poses)
+    angle = np.degrees(Rotation.from_matrix(np.swapaxes(got[:, knee], -1, -2) @ rots[:, knee]).magnitude())
+    assert angle.max() < 1e-6

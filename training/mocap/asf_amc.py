@@ -7,8 +7,9 @@ Conventions:
   bone's global rotation relative to rest is G_b = G_parent(b) @ C_b @ M_b @ C_b^T, so its local rotation in
   `Motion`'s world-aligned convention is simply R_b = C_b @ M_b @ C_b^T. The root is the same with
   C_root = `:root orientation` (in the `:root axis` order) and M_root from the AMC root line.
-  Verified on real clips: this order keeps HDM05 jogging and sneaking feet planted and the trunk upright,
-  where the reversed composition tilts the body and makes the planted foot slide (tests/training/test_asf_amc.py).
+  Verified on real clips: with this order a planted foot stays put (HDM05 jogs and sneaks, CMU 02_05: about
+  5-10 cm/s of slide) where reading every triple the other way round makes it slide 4-20x faster, and CMU's
+  elbow and knee flex the anatomical way from the T-pose (tests/training/test_asf_amc.py).
 - Joints: "root", then one joint per bone placed at the bone's START (the joint named after bone b sits where
   b begins and its rotation turns b), in hierarchy order, plus "<bone>_end" at the end of every leaf bone.
   A bone starts at its parent bone's end (parent direction * length); bones on the root start at the root.
@@ -94,7 +95,8 @@ def read_amc(path, skeleton: AsfSkeleton, fps: float = 120.0, name: str | None =
         parent = names.index(bone.parent)
         names.append(bone.name)
         parents.append(parent)
-        offsets.append(np.zeros(3) if bone.parent == "root" else bones[bone.parent].direction * bones[bone.parent].length)
+        parent_bone = bones.get(bone.parent)
+        offsets.append(np.zeros(3) if parent_bone is None else parent_bone.direction * parent_bone.length)
         rotations.append(rotation(bone.dofs, values[bone.name], bone.axis))
         if not skeleton.children[bone.name]:
             names.append(f"{bone.name}_end")
@@ -307,6 +309,8 @@ class _AsfParser:
         self.bones[bone["name"]] = bone
 
     def parse_hierarchy_line(self, number: int, tokens: list[str]) -> None:
+        if not self.has_bonedata:
+            raise _error(self.label, number, "missing :bonedata section before :hierarchy")
         if tokens[0].lower() in ("begin", "end"):
             return
         for name in tokens:

@@ -8,19 +8,25 @@ ring 13-16; pinky 17-20. SMPL-X joints: thumb1 = CMC, thumb2 = MCP, thumb3 = IP;
 Landmark frame. x is divided by the image width, y by its height and points down; z is depth (larger = farther).
 Making rigid bones keep their length across the set fixes the missing scales (per-sample hand size removed,
 log-length spread minimised): the wrist->MCP bones, the most rigid ones, give y/x = 0.555 and z/x = 1.35; the
-phalanges give z/x = 1.7-2.2 (all groups agree that z must be stretched). So the images were 16:9 and MediaPipe's
-z is compressed: `read_asl_landmarks` scales y by 9/16 and z by 1.5 and flips y and z, which keeps the frame
+phalanges give z/x = 1.7-2.2 (every group says z must be stretched). So the frames were 16:9 and MediaPipe's z
+is compressed: `read_asl_landmarks` scales y by 9/16 and z by 1.5 and flips y and z, which keeps the frame
 right-handed (x right, y up, z towards the camera) so that chirality survives.
 
-Chirality. In that frame 99 % of the samples are LEFT hands (fingers flex to the side that is dorsal for a right
-hand): a right-handed signer filmed mirrored, or MediaPipe's depth sign. Either way the geometry is a valid hand
-of one side; `fit_hand_pose` mirrors the samples of the other side (x -> -x) before fitting.
+Chirality. In that frame 99 % of the samples are LEFT hands (`left_handed`): a right-handed signer filmed
+mirrored, or MediaPipe's depth sign. Either way the geometry is a valid hand of one side; `fit_hand_pose`
+mirrors the samples of the other side (x -> -x) before fitting.
 
-Joint frames of the rest hand (`rest_hand`): per hand joint, b = its bone (to its child joint or tip),
-f = the direction flexion moves the bone (the pad side), l = b x f. For the fingers f is the palmar normal; for
-the thumb it points from the joint to the palmar side of the little finger's base (thumb flexion crosses the palm
-towards it). A joint's child direction d = R b gives flexion = atan2(d.f, d.b) and abduction = asin(d.l);
-positive abduction is radial for the fingers (towards the thumb) and palmar for the thumb.
+Joint frames (`right_hand_frames`, right hand; the left is its mirror): per hand joint, b = its rest bone (to its
+child joint or tip), f = the direction flexion moves the bone (the pad side), l = b x f. For the fingers f is
+the palmar normal of the rest palm, so l (the flexion axis) is about +Z for a right hand. For the thumb f points
+from the joint to the palmar side of the little finger's base (thumb flexion crosses the palm towards it, as
+the rest thumb's own curve does), so its flexion axis is about -Y. A joint's child direction d = R b gives
+flexion = atan2(d.f, d.b) and abduction = asin(d.l); positive abduction is radial for the fingers (towards the
+thumb) and palmar for the thumb.
+
+Curled fingers. MediaPipe puts too little flexion at the MCP and too much at the PIP of curled fingers: the raw
+angle between landmark segments of the ring and pinky in the ASL fists is 130-145 deg at the PIP (beyond any
+hand) with about 50 at the MCP. `fit_hand_pose` therefore passes its fit through `limit_flexion` by default.
 """
 from __future__ import annotations
 
@@ -40,6 +46,7 @@ from dposerx_blender.core.errors import DPoserError
 from dposerx_blender.core.skeleton import FINGERS, JOINT_INDEX, REST_OFFSETS, TIP_OFFSETS
 
 from .aim import aim, angle_between
+from .sources import mocap_root
 
 NUM_LANDMARKS = 21
 # MediaPipe landmarks of each finger's joints and tip, in SMPL-X finger order.
@@ -48,7 +55,7 @@ CHAINS = {"index": (5, 6, 7, 8), "middle": (9, 10, 11, 12), "pinky": (17, 18, 19
 # The landmark segment each of the 15 hand joints (SMPL-X order) aims along: from the joint to its child.
 SEGMENTS = np.array([(CHAINS[f][k], CHAINS[f][k + 1]) for f in FINGERS for k in range(3)])
 HAND_JOINT_NAMES = tuple(f"{f}{k}" for f in FINGERS for k in (1, 2, 3))
-WRIST, INDEX_MCP, MIDDLE_MCP, PINKY_MCP, THUMB_CMC = 0, 5, 9, 17, 1
+WRIST, THUMB_CMC, THUMB_TIP, INDEX_MCP, MIDDLE_MCP, PINKY_MCP = 0, 1, 4, 5, 9, 17
 
 # Scales that make the ASL landmarks isotropic (see module docstring), then the y and z flips.
 ASL_AXIS_SCALE = np.array([1.0, -9.0 / 16.0, -1.5])
@@ -131,18 +138,19 @@ def _mirror_for(hand_pose: np.ndarray, side: str) -> np.ndarray:
     return hand_pose * np.array([1.0, -1.0, -1.0]) if side == "left" else hand_pose
 
 
-def hand_pose_from_angles(flexion: np.ndarray, abduction: np.ndarray, twist: np.ndarray | None = None,
-                          side: str = "right") -> np.ndarray:
-    """(N, 15) degrees each -> hand_pose (N, 15, 3) axis-angle. Read right to left: twist about b, abduction
-    about -f (moves b towards l), flexion about l (moves it towards f); `joint_angles` inverts the last two."""
+def hand_pose_from_angles(flexion: np.ndarray, abduction: np.ndarray, side: str = "right") -> np.ndarray:
+    """(N, 15) degrees each -> hand_pose (N, 15, 3) axis-angle; inverse of `joint_angles`.
+
+    Each joint turns its bone b to d = cos(abd) (cos(flex) b + sin(flex) f) + sin(abd) l by the smallest
+    rotation (no twist about the bone), the convention of `fit_hand_pose`, since landmarks do not see twist.
+    """
     frames = right_hand_frames()
-    b, f, l = frames[:, 0], frames[:, 1], frames[:, 2]
-    flexion, abduction = np.asarray(flexion, dtype=np.float64), np.asarray(abduction, dtype=np.float64)
-    rot = _axis_angle_matrices(l, flexion) @ _axis_angle_matrices(-f, abduction)
-    if twist is not None:
-        rot = rot @ _axis_angle_matrices(b, np.asarray(twist, dtype=np.float64))
-    pose = Rotation.from_matrix(rot.reshape(-1, 3, 3)).as_rotvec().reshape(rot.shape[:-2] + (3,))
-    return _mirror_for(pose, side)
+    flexion, abduction = np.radians(flexion)[..., None], np.radians(abduction)[..., None]
+    d = np.cos(abduction) * (np.cos(flexion) * frames[:, 0] + np.sin(flexion) * frames[:, 1]) \
+        + np.sin(abduction) * frames[:, 2]
+    rest = np.broadcast_to(frames[:, 0], d.shape).reshape(-1, 3)
+    local = aim(np.broadcast_to(np.eye(3), (len(rest), 3, 3)), rest, d.reshape(-1, 3))
+    return _mirror_for(Rotation.from_matrix(local).as_rotvec().reshape(d.shape), side)
 
 
 def joint_angles(hand_pose: np.ndarray, side: str = "right") -> tuple[np.ndarray, np.ndarray]:
@@ -167,11 +175,8 @@ def limit_flexion(hand_pose: np.ndarray, side: str = "right") -> np.ndarray:
     """hand_pose (N, 15, 3) -> the same with every flexion inside FLEXION_LIMITS: flexion beyond a joint's limit
     is handed to its parent joint in the finger (about the parent's flexion axis, nearly parallel, so the distal
     segments keep their directions), what the finger's first joint cannot take is dropped, and hyperextension
-    beyond a limit is clamped where it is.
-
-    Why: on curled fingers MediaPipe puts too little flexion at the MCP and too much at the PIP (ASL fists read
-    ring/pinky MCP ~50 and PIP 130-145 deg, the raw angle between landmark segments, before any fitting), while
-    the curl of the fingertip, which the image shows best, is plausible.
+    beyond a limit is clamped where it is. Made for MediaPipe's curled fingers (module docstring), whose
+    fingertip curl, what the image shows best, is plausible while its split between the joints is not.
     """
     right = Rotation.from_rotvec(_mirror_for(np.asarray(hand_pose, dtype=np.float64), side).reshape(-1, 3))
     local = right.as_matrix().reshape(-1, 15, 3, 3)
@@ -212,21 +217,23 @@ def degenerate_landmarks(landmarks: np.ndarray) -> np.ndarray:
     landmarks = np.asarray(landmarks, dtype=np.float64)
     finite = np.isfinite(landmarks).all(axis=(1, 2))
     safe = np.where(finite[:, None, None], landmarks, 0.0)
-    scale = np.maximum(np.ptp(safe, axis=1).max(axis=1), 1e-300)
+    scale = np.ptp(safe, axis=1).max(axis=1)
     segments = safe[:, SEGMENTS[:, 1]] - safe[:, SEGMENTS[:, 0]]
-    short = (np.linalg.norm(segments, axis=-1) < 1e-6 * scale[:, None]).any(axis=1)
+    short = (np.linalg.norm(segments, axis=-1) <= 1e-6 * scale[:, None]).any(axis=1)
     forward, across = safe[:, MIDDLE_MCP] - safe[:, WRIST], safe[:, INDEX_MCP] - safe[:, PINKY_MCP]
     palm_area = np.linalg.norm(np.cross(forward, across), axis=-1)
-    flat = palm_area < 1e-3 * np.linalg.norm(forward, axis=-1) * np.linalg.norm(across, axis=-1) + 1e-300
-    return ~finite | short | flat | (scale <= 1e-300)
+    flat = palm_area <= 1e-3 * np.linalg.norm(forward, axis=-1) * np.linalg.norm(across, axis=-1)
+    return ~finite | short | flat
 
 
 def left_handed(landmarks: np.ndarray) -> np.ndarray:
     """(N, 21, 3) positions in a right-handed frame -> (N,) bool, True for a left hand.
 
-    The palm's cross product wrist->middle MCP x pinky->index MCP points to the back of a right hand and to the
-    palm of a left one. Which side is the palm: the fingers curl towards it (tips relative to their MCPs) and the
-    thumb's CMC sits on it (thenar), both measured as fractions of the finger length / palm width.
+    wrist->middle MCP x pinky->index MCP points to the back of a right hand and to the palm of a left one. Three
+    cues say which side the palm is on, each as a signed fraction of the finger length or palm width, summed:
+    the fingers curl towards it (tips relative to their MCPs), the thumb's CMC sits on it (thenar eminence) and
+    the thumb tip works in front of it. On 50,000 synthetic right hands, including flat hands with every MCP
+    hyperextended, the sum never takes the wrong sign.
     """
     landmarks = np.asarray(landmarks, dtype=np.float64)
     normal = _unit(np.cross(landmarks[:, MIDDLE_MCP] - landmarks[:, WRIST],
@@ -239,7 +246,8 @@ def left_handed(landmarks: np.ndarray) -> np.ndarray:
     palm_centre = (landmarks[:, WRIST] + landmarks[:, INDEX_MCP] + landmarks[:, PINKY_MCP]) / 3
     width = np.linalg.norm(landmarks[:, INDEX_MCP] - landmarks[:, PINKY_MCP], axis=-1)
     thenar = np.sum((landmarks[:, THUMB_CMC] - palm_centre) * normal, -1) / width
-    return curl + thenar > 0
+    thumb_tip = np.sum((landmarks[:, THUMB_TIP] - palm_centre) * normal, -1) / width
+    return curl + thenar + thumb_tip > 0
 
 
 def as_side(landmarks: np.ndarray, side: str) -> tuple[np.ndarray, np.ndarray]:
@@ -283,9 +291,9 @@ def fit_hand_pose(landmarks: np.ndarray, side: str = "right", within_limits: boo
                 target_side=landmarks[:, INDEX_MCP] - landmarks[:, PINKY_MCP])
     local = np.empty((n, 15, 3, 3))
     for j, (start, end) in enumerate(SEGMENTS):
-        parent = wrist if j % 3 == 0 else parent_global
-        parent_global = aim(parent, rest.bones[j], landmarks[:, end] - landmarks[:, start])
-        local[:, j] = np.swapaxes(parent, 1, 2) @ parent_global
+        parent = wrist if j % 3 == 0 else joint_global  # joints run finger by finger, root first
+        joint_global = aim(parent, rest.bones[j], landmarks[:, end] - landmarks[:, start])
+        local[:, j] = np.swapaxes(parent, 1, 2) @ joint_global
     hand_pose = Rotation.from_matrix(local.reshape(-1, 3, 3)).as_rotvec().reshape(n, 15, 3)
     return (limit_flexion(hand_pose, side) if within_limits else hand_pose), wrist
 
@@ -344,8 +352,6 @@ def read_asl_landmarks(tar_path: str | Path) -> tuple[np.ndarray, list[str]]:
 
 def main(argv: list[str]) -> None:
     """Fit the whole ASL set and print the validation summary."""
-    from .sources import mocap_root
-
     tar_path = Path(argv[0]) if argv else mocap_root() / ASL_TAR
     landmarks, letters = read_asl_landmarks(tar_path)
     left = left_handed(landmarks)

@@ -87,6 +87,22 @@ class Motion:
             pos[j] = self.offsets[j] if p < 0 else pos[p] + self.offsets[j]
         return pos
 
+    def rebased(self, frame: int) -> "Motion":
+        """The same animation with frame `frame`'s pose as the rest pose, for rigs whose zero-rotation pose
+        is not a human pose (e.g. every bone along +Y). Positions over time are unchanged."""
+        rest_globals = self.global_rotations()[frame]
+        offsets = self.offsets.copy()
+        for j, p in enumerate(self.parents):
+            if p >= 0:
+                offsets[j] = rest_globals[p] @ self.offsets[j]
+        globals_ = self.global_rotations() @ np.swapaxes(rest_globals, -1, -2)
+        rotations = globals_.copy()
+        for j, p in enumerate(self.parents):
+            if p >= 0:
+                rotations[:, j] = np.swapaxes(globals_[:, p], -1, -2) @ globals_[:, j]
+        return Motion(self.name, list(self.joint_names), self.parents.copy(), offsets, rotations,
+                      self.root_translation.copy(), self.fps, self.source_path)
+
     def slice(self, start: int, stop: int, step: int = 1) -> "Motion":
         """A copy holding frames [start:stop:step]; fps is divided by step."""
         return Motion(self.name, list(self.joint_names), self.parents.copy(), self.offsets.copy(),

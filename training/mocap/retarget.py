@@ -32,25 +32,44 @@ from .motion import Motion
 
 JOINT_MAP_DIR = Path(__file__).with_name("joint_maps")
 REQUIRED_JOINTS = ("pelvis",) + tuple(JOINT_NAMES[j] for j in BODY_JOINTS)
-TIP = "tip"  # aim target meaning "the far end of this leaf segment"
+TIP = ()  # aim target meaning "this joint's own tip" (an end site in the source)
+# A hand end site (sources without fingers) stands for the knuckles: SMPL-X's middle1.
+TIP_STAND_INS = {"left_wrist": "left_middle1", "right_wrist": "right_middle1"}
 
 
-def _aim_targets() -> dict[str, str]:
-    """SMPL-X joint -> the point its segment aims at: a child joint, or TIP for leaves."""
-    targets = {"pelvis": "left_hip", "spine3": "neck", "head": TIP, "left_wrist": "left_middle1",
-               "right_wrist": "right_middle1"}
+def _aim_choices() -> dict[str, list[tuple[str, tuple[str, ...]]]]:
+    """SMPL-X joint -> candidate aims in order of preference: (origin joint, target joints averaged, or TIP).
+
+    Every origin and target is a child or tip of the joint (or the joint itself), so the aimed segment is
+    rigid in the joint's frame."""
+    choices = {
+        # The pelvis aims along its hip axis: rigid with the pelvis in every source, unlike the spine base,
+        # which some skeletons place exactly at the root.
+        "pelvis": [("right_hip", ("left_hip",))],
+        "spine3": [("spine3", ("neck",))],
+        # Sources without a head-top end site give the head its direction through the eyes.
+        "head": [("head", TIP), ("head", ("left_eye_smplhf", "right_eye_smplhf"))],
+        "left_wrist": [("left_wrist", ("left_middle1",)), ("left_wrist", TIP)],
+        "right_wrist": [("right_wrist", ("right_middle1",)), ("right_wrist", TIP)],
+    }
     for j, name in enumerate(JOINT_NAMES):
-        children = [JOINT_NAMES[c] for c, p in enumerate(PARENTS) if p == j]
-        targets.setdefault(name, children[0] if len(children) == 1 else TIP)
-    return targets
+        children = tuple(JOINT_NAMES[c] for c, p in enumerate(PARENTS) if p == j)
+        choices.setdefault(name, [(name, children if len(children) == 1 else TIP)])
+    return choices
 
 
-AIM_TARGETS = _aim_targets()
-# The pelvis aims along its hip axis (right hip -> left hip): rigid with the pelvis in every source, unlike
-# the spine base, which some skeletons place exactly at the root.
-AIM_ORIGINS = {"pelvis": "right_hip"}
+AIM_CHOICES = _aim_choices()
 # Plain-English aims for the report.
-AIM_LABELS = {name: f"{AIM_ORIGINS.get(name, name)} -> {target}" for name, target in AIM_TARGETS.items()}
+AIM_LABELS = {name: " or ".join(f"{o} -> {'+'.join(t) or 'tip'}" for o, t in options)
+              for name, options in AIM_CHOICES.items()}
+
+
+def _smplx_rest_point(name: str, targets: tuple[str, ...]) -> np.ndarray:
+    """SMPL-X rest position of an aim's end: the mean of its target joints, or the joint's tip."""
+    if targets:
+        return np.mean([REST_JOINTS[JOINT_INDEX[t]] for t in targets], axis=0)
+    j = JOINT_INDEX[name]
+    return REST_JOINTS[j] + TIP_OFFSETS[j] if j in TIP_OFFSETS else REST_JOINTS[JOINT_INDEX[TIP_STAND_INS[name]]]
 
 
 @dataclass(frozen=True)
@@ -62,6 +81,7 @@ class JointMap:
     detect: tuple[str, ...]
     joints: dict  # SMPL-X name -> source joint name, or {"between": [a, b], "at": f}
     tips: dict    # SMPL-X leaf name -> source joint marking the far end of that segment
+    rest_frame: int | None = None  # re-base the rest pose on this frame (rigs whose rest is not human)
 
     @classmethod
     def load(cls, path: str | Path) -> "JointMap":
@@ -78,13 +98,22 @@ class JointMap:
         if missing:
             raise DPoserError(f"{path}: every SMPL-X body joint must be mapped; missing {', '.join(missing)}")
         return cls(data.get("name", path.stem), data.get("description", ""), tuple(data.get("detect", ())),
-                   joints, data.get("tips", {}))
+                   joints, data.get("tips", {}), data.get("rest_frame"))
 
     def source_names(self) -> set[str]:
-        names = set(self.tips.values())
-        for entry in self.joints.values():
+        names = set()
+        for entry in (*self.joints.values(), *self.tips.values()):
             names.update(entry["between"] if isinstance(entry, dict) else [entry])
         return names
+
+    def aim(self, name: str) -> tuple[str, tuple[str, ...]] | None:
+        """The first of joint `name`'s candidate aims this source can measure (None: it can measure none)."""
+        if name not in self.joints:
+            return None
+        for origin, targets in AIM_CHOICES[name]:
+            if all(t in self.joints for t in targets) and (targets or name in self.tips):
+                return origin, targets
+        return None
 
 
 def load_joint_maps() -> dict[str, JointMap]:
@@ -182,37 +211,18 @@ class _SourcePoints:
         return target / source
 
 
-def _aim_points(name: str, points: _SourcePoints, posed: bool):
-    """(origin, target) of joint `name`'s aimed segment, in the source (None if the source lacks it)."""
-    target = AIM_TARGETS[name]
-    if target == TIP:
-        if name not in points.map.tips:
-            return None
-        end = (points.posed_point if posed else points.rest_point)(name, tip=True)
-    elif target in points.map.joints:
-        end = (points.posed_point if posed else points.rest_point)(target)
-    elif name in points.map.tips:  # e.g. a wrist without mapped fingers aims at the hand's end site
-        end = (points.posed_point if posed else points.rest_point)(name, tip=True)
-    else:
-        return None
-    origin = AIM_ORIGINS.get(name, name)
-    start = (points.posed_point if posed else points.rest_point)(origin)
-    return start, end
-
-
-def _rest_end(j: int) -> np.ndarray:
-    """SMPL-X rest position of the point joint j's segment aims at (a tip, or the aimed child joint)."""
-    if j in TIP_OFFSETS:
-        return REST_JOINTS[j] + TIP_OFFSETS[j]
-    return REST_JOINTS[JOINT_INDEX[AIM_TARGETS[JOINT_NAMES[j]]]]
-
-
-def _rest_start(j: int) -> np.ndarray:
-    return REST_JOINTS[JOINT_INDEX[AIM_ORIGINS.get(JOINT_NAMES[j], JOINT_NAMES[j])]]
+def _source_segment(name: str, aim_spec, points: _SourcePoints, posed: bool):
+    """(start, end) of joint `name`'s aimed segment in the source, canonical axes."""
+    point = points.posed_point if posed else points.rest_point
+    origin, targets = aim_spec
+    end = np.mean([point(t) for t in targets], axis=0) if targets else point(name, tip=True)
+    return point(origin), end
 
 
 def retarget(motion: Motion, joint_map: JointMap) -> Retargeted:
     """Retarget `motion` onto SMPL-X with `joint_map` (see the module docstring)."""
+    if joint_map.rest_frame is not None:
+        motion = motion.rebased(joint_map.rest_frame)
     points = _SourcePoints(motion, joint_map)
     n_frames = motion.num_frames
     identity = np.broadcast_to(np.eye(3), (n_frames, 3, 3))
@@ -225,14 +235,15 @@ def retarget(motion: Motion, joint_map: JointMap) -> Retargeted:
     for j, name in enumerate(JOINT_NAMES):
         parent_global = identity if PARENTS[j] < 0 else globals_[:, PARENTS[j]]
         aligns[j] = np.eye(3) if PARENTS[j] < 0 else aligns[PARENTS[j]]
-        segment = _aim_points(name, points, posed=True) if name in joint_map.joints else None
-        if segment is None:
-            globals_[:, j] = parent_global  # absent or leaf without an end: follows its parent
-            present[j] = name in joint_map.joints
+        present[j] = name in joint_map.joints
+        aim_spec = joint_map.aim(name)
+        if aim_spec is None:
+            globals_[:, j] = parent_global  # absent, or a leaf without an end: follows its parent
             continue
-        present[j] = True
-        rest_dir = _rest_end(j) - _rest_start(j)
-        source_rest_start, source_rest_end = _aim_points(name, points, posed=False)
+        origin, targets = aim_spec
+        rest_dir = _smplx_rest_point(name, targets) - REST_JOINTS[JOINT_INDEX[origin]]
+        segment = _source_segment(name, aim_spec, points, posed=True)
+        source_rest_start, source_rest_end = _source_segment(name, aim_spec, points, posed=False)
         source_rest_dir = source_rest_end - source_rest_start
         rest_mismatch[j] = angle_between(rest_dir, source_rest_dir)
         aligns[j] = aim(aligns[j][None], rest_dir, source_rest_dir)[0]
@@ -249,7 +260,7 @@ def retarget(motion: Motion, joint_map: JointMap) -> Retargeted:
             locals_[:, j] = np.swapaxes(globals_[:, p], -1, -2) @ globals_[:, j]
     locals_[:, 0] = Y_UP_TO_Z_UP @ globals_[:, 0]
     poses = Rotation.from_matrix(locals_.reshape(-1, 3, 3)).as_rotvec().reshape(n_frames, 3 * NUM_JOINTS)
-    errors[:], joints = _direction_errors(poses, points, present)
+    errors[:], joints = _direction_errors(poses, points)
     scale = points.scale()
     trans = scale * points.posed_point("pelvis") @ Y_UP_TO_Z_UP.T
     frames = np.linspace(0, n_frames - 1, min(n_frames, 4)).astype(int)
@@ -259,26 +270,25 @@ def retarget(motion: Motion, joint_map: JointMap) -> Retargeted:
     return Retargeted(poses, trans, motion.fps, present, errors, transfer_errors, rest_mismatch, preview, motion.name, joint_map.name)
 
 
-def _direction_errors(poses: np.ndarray, points: _SourcePoints, present: np.ndarray):
+def _direction_errors(poses: np.ndarray, points: _SourcePoints):
     """Degrees (T, 55) between each aimed SMPL-X bone, from FK of the output axis-angle, and the source bone;
     and the FK joints (T, 55, 3) in canonical axes."""
     rot = Rotation.from_rotvec(poses.reshape(-1, 3)).as_matrix().reshape(len(poses), NUM_JOINTS, 3, 3)
     rot[:, 0] = Y_UP_TO_Z_UP.T @ rot[:, 0]  # back to canonical axes for the comparison
     joints = forward_kinematics(torch.from_numpy(rot)).numpy()
-    # Global rotations give the tips' positions (tips hang off leaf joints).
     globals_ = rot.copy()
     for j, p in enumerate(PARENTS):
         if p >= 0:
             globals_[:, j] = globals_[:, p] @ rot[:, j]
     errors = np.full((len(poses), NUM_JOINTS), np.nan)
     for j, name in enumerate(JOINT_NAMES):
-        segment = _aim_points(name, points, posed=True) if present[j] else None
-        if segment is None:
+        aim_spec = points.map.aim(name)
+        if aim_spec is None:
             continue
-        start = joints[:, JOINT_INDEX[AIM_ORIGINS.get(name, name)]]
-        if j in TIP_OFFSETS:
-            end = joints[:, j] + globals_[:, j] @ TIP_OFFSETS[j]
-        else:
-            end = joints[:, JOINT_INDEX[AIM_TARGETS[name]]]
-        errors[:, j] = angle_between(end - start, segment[1] - segment[0])
+        origin, targets = aim_spec
+        # Both ends are rigid in joint j's frame: place them with its posed global rotation.
+        start, end = (joints[:, j] + (point - REST_JOINTS[j]) @ np.swapaxes(globals_[:, j], -1, -2)
+                      for point in (REST_JOINTS[JOINT_INDEX[origin]], _smplx_rest_point(name, targets)))
+        source = _source_segment(name, aim_spec, points, posed=True)
+        errors[:, j] = angle_between(end - start, source[1] - source[0])
     return errors, joints
