@@ -8,12 +8,12 @@ ring 13-16; pinky 17-20. SMPL-X joints: thumb1 = CMC, thumb2 = MCP, thumb3 = IP;
 Landmark frame. x is divided by the image width, y by its height and points down; z is depth (larger = farther).
 Making rigid bones keep their length across the set fixes the missing scales (per-sample hand size removed,
 log-length spread minimised): the wrist->MCP bones, the most rigid ones, give y/x = 0.555 and z/x = 1.35; the
-phalanges give z/x = 1.7-2.2 (every group says z must be stretched). So the frames were 16:9 and MediaPipe's z
-is compressed: `read_asl_landmarks` scales y by 9/16 and z by 1.5 and flips y and z, which keeps the frame
-right-handed (x right, y up, z towards the camera) so that chirality survives.
+phalanges give z/x = 1.7-2.2 (every group says z must be stretched). So the video was 16:9 (9/16 = 0.5625) and
+MediaPipe's z is compressed: `read_asl_landmarks` scales y by 9/16 and z by 1.5 and flips y and z, which keeps
+the frame right-handed (x right, y up, z towards the camera) so that chirality survives.
 
-Chirality. In that frame 99 % of the samples are LEFT hands (`left_handed`): a right-handed signer filmed
-mirrored, or MediaPipe's depth sign. Either way the geometry is a valid hand of one side; `fit_hand_pose`
+Chirality. In that frame 99 % of the samples are LEFT hands (`left_handed`), probably a right-handed signer
+filmed mirrored (a flipped depth sign would do the same). Either way the geometry is a valid hand of one side; `fit_hand_pose`
 mirrors the samples of the other side (x -> -x) before fitting.
 
 Joint frames (`right_hand_frames`, right hand; the left is its mirror): per hand joint, b = its rest bone (to its
@@ -60,7 +60,7 @@ WRIST, THUMB_CMC, THUMB_TIP, INDEX_MCP, MIDDLE_MCP, PINKY_MCP = 0, 1, 4, 5, 9, 1
 # Scales that make the ASL landmarks isotropic (see module docstring), then the y and z flips.
 ASL_AXIS_SCALE = np.array([1.0, -9.0 / 16.0, -1.5])
 
-# Flexion limits per joint kind, degrees (flexion - / + hyperextension), after the AAOS normals (MCP 90 / -45,
+# Flexion limits per joint kind, degrees (lower: hyperextension, upper: flexion), after the AAOS normals (MCP 90 / -45,
 # PIP 100, DIP 90 / -10, thumb MCP 50, thumb IP 80 / -20) with PIP to 110 as several clinical texts give and
 # room for landmark noise. Thumb CMC flexion is measured across the palm from the rest thumb, which already
 # stands about 25 deg radially off the index metacarpal.
@@ -363,13 +363,14 @@ def main(argv: list[str]) -> None:
     outside = out_of_range(plain, side="right")
     print(f"{len(landmarks)} samples, {len(set(letters))} letters; chirality: {int(left.sum())} left "
           f"(mirrored to right), {int((~left).sum())} right")
-    print("                  plain fit                                                  limited fit")
-    print("joint    kind       dir.err mean / max    flexion p5 p50 p95  |abd| p50  outside   dir.err mean / max")
+    print("                    plain fit                                           |  after limit_flexion")
+    print("joint    kind       dir.err mean/max  flexion p5  p50  p95  |abd| p50  outside |  dir.err mean  p99   max")
     for j, (name, kind) in enumerate(zip(HAND_JOINT_NAMES, JOINT_KINDS)):
         p5, p50, p95 = np.percentile(flexion[:, j], [5, 50, 95])
-        print(f"{name:8s} {kind:9s}  {plain_error[:, j].mean():8.1e} / {plain_error[:, j].max():7.1e}"
-              f"   {p5:6.1f} {p50:5.1f} {p95:5.1f}   {np.median(np.abs(abduction[:, j])):6.1f}"
-              f"    {outside[:, j].mean():6.2%}   {limited_error[:, j].mean():6.2f} / {limited_error[:, j].max():6.2f}")
+        error = limited_error[:, j]
+        print(f"{name:8s} {kind:9s}  {plain_error[:, j].mean():6.0e} {plain_error[:, j].max():6.0e}"
+              f"  {p5:10.1f} {p50:4.0f} {p95:4.0f}  {np.median(np.abs(abduction[:, j])):8.1f}  {outside[:, j].mean():7.2%} |"
+              f"  {error.mean():11.2f} {np.percentile(error, 99):5.1f} {error.max():5.1f}")
     print(f"samples with a joint outside FLEXION_LIMITS in the plain fit: {outside.any(axis=1).mean():.2%}; "
           f"after limit_flexion: {out_of_range(limited, side='right').any(axis=1).mean():.2%}")
 
