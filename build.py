@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The project's one entry point. Needs only the standard library to start.
 
-    python build.py setup            create/update .venv (Python 3.11) with the pinned dependencies
+    python build.py [setup]          create/update .venv (Python 3.11) with the pinned dependencies
     python build.py test [ARGS]      set up if needed, then run the whole pytest suite (ARGS go to pytest)
     python build.py data [ARGS]      build the training set into data/ and the retarget report in docs/data.md
 """
@@ -74,7 +74,7 @@ def in_venv(module_args: list) -> None:
 
 
 def main(argv: list[str]) -> None:
-    command, args = (argv[0], argv[1:]) if argv else ("help", [])
+    command, args = (argv[0], argv[1:]) if argv else ("setup", [])
     if command == "setup":
         setup()
     elif command == "test":

@@ -24,7 +24,8 @@ import numpy as np
 from scipy.spatial.transform import Rotation, Slerp
 
 from dposerx_blender.core.layout import MODEL_DIM, MODEL_SLICES, mirror_pose, pose_to_model
-from dposerx_blender.core.skeleton import JOINT_INDEX, NUM_JOINTS
+from dposerx_blender.core.skeleton import (EYE_JOINTS, JAW_JOINT, JOINT_INDEX, LEFT_HAND_JOINTS, NUM_JOINTS,
+                                           RIGHT_HAND_JOINTS)
 
 from .mocap.motion import Motion
 from .mocap.retarget import Retargeted, detect_joint_map, load_joint_maps, retarget
@@ -51,6 +52,9 @@ class Source:
     licence: str
     default: bool = True   # used unless excluded; False = opt-in (--with NAME)
     joint_map: str = ""    # joint-map file stem; empty = detect from joint names
+    # Recorded takes: calibration poses at the ends, real timing (trim, resample, filter glitches). False for
+    # pose collections, where every frame is a pose of its own.
+    takes: bool = True
 
 
 SOURCES = (
@@ -62,8 +66,8 @@ SOURCES = (
     # Same bone names as the cgspeed BVH, but Blender's importer makes different leaf bones: its own map.
     Source("cmu_mesh2motion_fbx", "mesh2motion_cmu_fbx", "fbx", "CMU mocap terms (repo CC0)",
            joint_map="mesh2motion_fbx"),
-    Source("makehuman_poses", "makehuman_assets_cc0_poses", "bvh", "CC0"),
-    Source("makehuman_anims", "makehuman_cc0_anims", "bvh", "CC0"),
+    Source("makehuman_poses", "makehuman_assets_cc0_poses", "bvh", "CC0", takes=False),
+    Source("makehuman_anims", "makehuman_cc0_anims", "bvh", "CC0", takes=False),
     Source("hdm05", "hdm05_cc-by-sa", "asfamc", "CC BY-SA 3.0 (share-alike)", default=False),
     Source("aistpp", "aistpp_cc-by", "aistpp", "CC BY 4.0 annotations; AIST video terms unverified", default=False),
 )
@@ -102,7 +106,7 @@ def glitch_frames(poses: np.ndarray, max_degrees: float = 45.0) -> np.ndarray:
     rot = rot.as_quat().reshape(len(poses), 21, 4)
     dots = np.abs(np.sum(rot[1:] * rot[:-1], axis=-1)).clip(max=1.0)
     jump = np.degrees(2 * np.arccos(dots)).max(axis=1)
-    return np.concatenate([[False], jump > max_degrees])
+    return np.concatenate([np.zeros(min(len(poses), 1), bool), jump > max_degrees])
 
 
 def calibration_frames(poses: np.ndarray, max_degrees: float = 30.0) -> np.ndarray:
@@ -190,15 +194,19 @@ def collect_motion(collected: Collected, source: Source, root: Path, mirror: boo
             result = retarget(motion, joint_map)
             reports.append(result)
             parts = ["body"]
-            if result.present[list(range(25, 55))].all():
+            if result.driven[list(LEFT_HAND_JOINTS + RIGHT_HAND_JOINTS)].all():
                 parts += ["left_hand", "right_hand"]
-            if result.present[JOINT_INDEX["jaw"]]:
+            if result.driven[JAW_JOINT]:
                 parts.append("jaw")
+            if result.driven[list(EYE_JOINTS)].all():
+                parts.append("eyes")
             items.append((path, result.poses, result.fps, tuple(parts)))
     for path, poses, fps, parts in items:
-        poses = poses[~calibration_frames(poses)] if len(poses) > 1 else poses
-        poses = resample(poses, fps)
-        poses = poses[~glitch_frames(poses)]
+        if source.takes:
+            poses = resample(poses[~calibration_frames(poses)], fps)
+            poses = poses[~glitch_frames(poses)]
+        if not len(poses):  # nothing but a calibration pose
+            continue
         subject = cmu_subject(path) if source.name.startswith("cmu") else None
         split = ("val" if subject in VAL_SUBJECTS else "test" if subject in TEST_SUBJECTS else "train") \
             if subject else split_of_item(f"{source.name}/{path.name}")

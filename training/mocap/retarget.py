@@ -136,7 +136,7 @@ class Retargeted:
     """SMPL-X result of one source motion.
 
     poses (T, 165) axis-angle, global orientation in AMASS's Z-up world; trans (T, 3) metres (pelvis position,
-    Z-up); fps; present (55,) bool: joints the source really drives; errors (T, 55) degrees between source
+    Z-up); fps; driven (55,) bool: joints whose own segment the source measures (others follow their parent); errors (T, 55) degrees between source
     and SMPL-X aimed bone directions (NaN where not measured); transfer_errors (T, 55) the same angle for plain
     global-rotation transfer, before the aim step; rest_mismatch (55,) degrees between the two rest bones
     before alignment.
@@ -145,7 +145,7 @@ class Retargeted:
     poses: np.ndarray
     trans: np.ndarray
     fps: float
-    present: np.ndarray
+    driven: np.ndarray
     errors: np.ndarray
     transfer_errors: np.ndarray
     rest_mismatch: np.ndarray
@@ -228,18 +228,18 @@ def retarget(motion: Motion, joint_map: JointMap) -> Retargeted:
     identity = np.broadcast_to(np.eye(3), (n_frames, 3, 3))
     globals_ = np.empty((n_frames, NUM_JOINTS, 3, 3))
     aligns = np.empty((NUM_JOINTS, 3, 3))
-    present = np.zeros(NUM_JOINTS, bool)
+    driven = np.zeros(NUM_JOINTS, bool)
     errors = np.full((n_frames, NUM_JOINTS), np.nan)
     transfer_errors = np.full((n_frames, NUM_JOINTS), np.nan)
     rest_mismatch = np.full(NUM_JOINTS, np.nan)
     for j, name in enumerate(JOINT_NAMES):
         parent_global = identity if PARENTS[j] < 0 else globals_[:, PARENTS[j]]
         aligns[j] = np.eye(3) if PARENTS[j] < 0 else aligns[PARENTS[j]]
-        present[j] = name in joint_map.joints
         aim_spec = joint_map.aim(name)
         if aim_spec is None:
             globals_[:, j] = parent_global  # absent, or a leaf without an end: follows its parent
             continue
+        driven[j] = True
         origin, targets = aim_spec
         rest_dir = _smplx_rest_point(name, targets) - REST_JOINTS[JOINT_INDEX[origin]]
         segment = _source_segment(name, aim_spec, points, posed=True)
@@ -267,7 +267,7 @@ def retarget(motion: Motion, joint_map: JointMap) -> Retargeted:
     source = scale * points.posed[frames] @ points.frame.T
     preview = {"source": source - scale * points.posed_point("pelvis")[frames, None],
                "source_parents": motion.parents, "smplx": joints[frames] - joints[frames, :1], "frames": frames}
-    return Retargeted(poses, trans, motion.fps, present, errors, transfer_errors, rest_mismatch, preview, motion.name, joint_map.name)
+    return Retargeted(poses, trans, motion.fps, driven, errors, transfer_errors, rest_mismatch, preview, motion.name, joint_map.name)
 
 
 def _direction_errors(poses: np.ndarray, points: _SourcePoints):
