@@ -350,29 +350,36 @@ def read_asl_landmarks(tar_path: str | Path) -> tuple[np.ndarray, list[str]]:
     return landmarks[~degenerate], [letter for letter, bad in zip(letters, degenerate) if not bad]
 
 
-def main(argv: list[str]) -> None:
-    """Fit the whole ASL set and print the validation summary."""
-    tar_path = Path(argv[0]) if argv else mocap_root() / ASL_TAR
-    landmarks, letters = read_asl_landmarks(tar_path)
+def validation_report(landmarks: np.ndarray, letters: list[str], plain: np.ndarray, wrist: np.ndarray) -> str:
+    """Plain-text table: chirality, landmark direction error and flexion statistics of a plain fit
+    (`fit_hand_pose(..., within_limits=False)`), and the direction error after `limit_flexion`."""
     left = left_handed(landmarks)
-    plain, wrist = fit_hand_pose(landmarks, side="right", within_limits=False)
     limited = limit_flexion(plain, side="right")
     plain_error = landmark_direction_error(landmarks, plain, wrist, side="right")
     limited_error = landmark_direction_error(landmarks, limited, wrist, side="right")
     flexion, abduction = joint_angles(plain, side="right")
     outside = out_of_range(plain, side="right")
-    print(f"{len(landmarks)} samples, {len(set(letters))} letters; chirality: {int(left.sum())} left "
-          f"(mirrored to right), {int((~left).sum())} right")
-    print("                    plain fit                                           |  after limit_flexion")
-    print("joint    kind       dir.err mean/max  flexion p5  p50  p95  |abd| p50  outside |  dir.err mean  p99   max")
+    lines = [f"{len(landmarks)} samples, {len(set(letters))} letters; chirality: {int(left.sum())} left "
+             f"(mirrored to right), {int((~left).sum())} right",
+             "                    plain fit                                           |  after limit_flexion",
+             "joint    kind       dir.err mean/max  flexion p5  p50  p95  |abd| p50  outside |  dir.err mean  p99   max"]
     for j, (name, kind) in enumerate(zip(HAND_JOINT_NAMES, JOINT_KINDS)):
         p5, p50, p95 = np.percentile(flexion[:, j], [5, 50, 95])
         error = limited_error[:, j]
-        print(f"{name:8s} {kind:9s}  {plain_error[:, j].mean():6.0e} {plain_error[:, j].max():6.0e}"
-              f"  {p5:10.1f} {p50:4.0f} {p95:4.0f}  {np.median(np.abs(abduction[:, j])):8.1f}  {outside[:, j].mean():7.2%} |"
-              f"  {error.mean():11.2f} {np.percentile(error, 99):5.1f} {error.max():5.1f}")
-    print(f"samples with a joint outside FLEXION_LIMITS in the plain fit: {outside.any(axis=1).mean():.2%}; "
-          f"after limit_flexion: {out_of_range(limited, side='right').any(axis=1).mean():.2%}")
+        lines.append(f"{name:8s} {kind:9s}  {plain_error[:, j].mean():6.0e} {plain_error[:, j].max():6.0e}"
+                     f"  {p5:10.1f} {p50:4.0f} {p95:4.0f}  {np.median(np.abs(abduction[:, j])):8.1f}  "
+                     f"{outside[:, j].mean():7.2%} |  {error.mean():11.2f} {np.percentile(error, 99):5.1f} {error.max():5.1f}")
+    lines.append(f"samples with a joint outside FLEXION_LIMITS in the plain fit: {outside.any(axis=1).mean():.2%}; "
+                 f"after limit_flexion: {out_of_range(limited, side='right').any(axis=1).mean():.2%}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str]) -> None:
+    """Fit the whole ASL set and print the validation summary."""
+    tar_path = Path(argv[0]) if argv else mocap_root() / ASL_TAR
+    landmarks, letters = read_asl_landmarks(tar_path)
+    plain, wrist = fit_hand_pose(landmarks, side="right", within_limits=False)
+    print(validation_report(landmarks, letters, plain, wrist))
 
 
 if __name__ == "__main__":
