@@ -13,6 +13,7 @@ from training.mocap.asf_amc import read_amc, read_asf, read_asf_amc
 from training.mocap.bvh import axis_rotations
 from training.mocap.motion import Motion
 from training.mocap.sources import mocap_root
+from text_fixtures import with_lines
 
 JOINT_MAPS = Path(__file__).resolve().parents[2] / "training" / "mocap" / "joint_maps"
 
@@ -72,11 +73,6 @@ root 1 2 3 0 0 90
 """
 
 
-def with_lines(text: str, replacements: dict[int, str]) -> str:
-    lines = text.splitlines()
-    for number, line in replacements.items():
-        lines[number - 1] = line
-    return "\n".join(lines) + "\n"
 
 
 def tiny(tmp_path, asf: str = TINY_ASF, amc: str = TINY_AMC, **kwargs) -> Motion:

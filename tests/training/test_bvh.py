@@ -11,6 +11,7 @@ from dposerx_blender.core.errors import DPoserError
 from training.mocap.bvh import parse_bvh, read_bvh, write_bvh
 from training.mocap.motion import Motion
 from training.mocap.sources import mocap_root
+from text_fixtures import with_lines
 
 JOINT_MAPS = Path(__file__).resolve().parents[2] / "training" / "mocap" / "joint_maps"
 
@@ -38,12 +39,6 @@ Frame Time: 0.0333333
 """
 
 
-def with_lines(text: str, replacements: dict[int, str]) -> str:
-    """`text` with its 1-based lines replaced."""
-    lines = text.splitlines()
-    for number, line in replacements.items():
-        lines[number - 1] = line
-    return "\n".join(lines) + "\n"
 
 
 def by_name(motion: Motion) -> dict[str, np.ndarray]:

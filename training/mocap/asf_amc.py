@@ -29,9 +29,9 @@ from pathlib import Path
 
 import numpy as np
 
-from dposerx_blender.core.errors import DPoserError
 from training.mocap.bvh import axis_rotations
 from training.mocap.motion import Motion
+from training.mocap.text import is_float, parse_error
 
 _ROTATION_DOFS = {"rx": "X", "ry": "Y", "rz": "Z"}
 _TRANSLATION_DOFS = {"tx": 0, "ty": 1, "tz": 2}
@@ -116,10 +116,6 @@ def _fixed_axes_rotation(axes: str, degrees: np.ndarray) -> np.ndarray:
     return axis_rotations(axes[::-1], degrees[..., ::-1])
 
 
-def _error(label: str, line: int, message: str) -> DPoserError:
-    return DPoserError(f"{label}:{line}: {message}")
-
-
 def _read_lines(path: Path) -> list[tuple[int, list[str]]]:
     """Non-empty lines as (1-based number, tokens), comments (#) dropped."""
     text = path.read_text(encoding="utf-8", errors="replace")  # HDM05 headers hold Latin-1 file names
@@ -143,7 +139,7 @@ def _parse_amc(text: str, layouts: dict, degrees: bool, label: str) -> tuple[dic
         entry = entries.get(head)
         if entry is not None and n_frames:  # the common case: one bone of the current frame
             if head in seen:
-                raise _error(label, number, f"bone {head!r} appears twice in frame {n_frames}")
+                raise parse_error(label, number, f"bone {head!r} appears twice in frame {n_frames}")
             seen.add(head)
             entry[0].append(n_frames - 1)
             entry[1].append(number)
@@ -156,12 +152,12 @@ def _parse_amc(text: str, layouts: dict, degrees: bool, label: str) -> tuple[dic
         elif head.isdigit() and not rest:
             n_frames, seen = n_frames + 1, set()
         elif entry is not None:
-            raise _error(label, number, f"bone {head!r} before the first frame number")
+            raise parse_error(label, number, f"bone {head!r} before the first frame number")
         else:
-            raise _error(label, number, f"unknown bone {head!r}" if n_frames else
+            raise parse_error(label, number, f"unknown bone {head!r}" if n_frames else
                          f"expected a frame number, found {head!r}")
     if not n_frames:
-        raise _error(label, 1, "no frames")
+        raise parse_error(label, 1, "no frames")
     values = {}
     for bone, (frames, numbers, texts) in entries.items():
         n_dofs = len(layouts[bone])
@@ -169,28 +165,20 @@ def _parse_amc(text: str, layouts: dict, degrees: bool, label: str) -> tuple[dic
         tokens = " ".join(texts).split()
         if len(tokens) != len(texts) * n_dofs:
             number, found = next((n, len(t.split())) for n, t in zip(numbers, texts) if len(t.split()) != n_dofs)
-            raise _error(label, number, f"bone {bone!r} has {n_dofs} dofs ({' '.join(layouts[bone]) or 'none'}), "
+            raise parse_error(label, number, f"bone {bone!r} has {n_dofs} dofs ({' '.join(layouts[bone]) or 'none'}), "
                          f"found {found} values")
         if not n_dofs:
             continue
         try:
             rows = np.array(tokens, dtype=np.float64).reshape(len(texts), n_dofs)
         except ValueError:
-            number, token = next((n, tok) for n, t in zip(numbers, texts) for tok in t.split() if not _is_float(tok))
-            raise _error(label, number, f"non-numeric value {token!r}") from None
+            number, token = next((n, tok) for n, t in zip(numbers, texts) for tok in t.split() if not is_float(tok))
+            raise parse_error(label, number, f"non-numeric value {token!r}") from None
         bad = np.flatnonzero(~np.isfinite(rows).all(axis=1))
         if bad.size:
-            raise _error(label, numbers[bad[0]], f"bone {bone!r} has a value that is not finite")
+            raise parse_error(label, numbers[bad[0]], f"bone {bone!r} has a value that is not finite")
         values[bone][frames] = rows
     return values, n_frames, degrees
-
-
-def _is_float(token: str) -> bool:
-    try:
-        float(token)
-    except ValueError:
-        return False
-    return True
 
 
 class _AsfParser:
@@ -208,7 +196,7 @@ class _AsfParser:
         self.has_bonedata = False
         self.last_line = lines[-1][0] if lines else 1
         if not lines:
-            raise _error(label, 1, "empty file")
+            raise parse_error(label, 1, "empty file")
         section, bone = None, None
         for number, tokens in lines:
             if tokens[0].startswith(":"):
@@ -229,17 +217,17 @@ class _AsfParser:
             elif section == "hierarchy":
                 self.parse_hierarchy_line(number, tokens)
         if bone is not None:
-            raise _error(label, self.last_line, f"bone opened at line {bone['line']} has no 'end'")
+            raise parse_error(label, self.last_line, f"bone opened at line {bone['line']} has no 'end'")
 
     def numbers(self, number: int, tokens: list[str], count: int, what: str) -> np.ndarray:
         if len(tokens) < count:
-            raise _error(self.label, number, f"{what} needs {count} numbers, found {len(tokens)}")
+            raise parse_error(self.label, number, f"{what} needs {count} numbers, found {len(tokens)}")
         try:
             values = np.array(tokens[:count], dtype=np.float64)
         except ValueError:
-            raise _error(self.label, number, f"non-numeric value in {what}: {' '.join(tokens)!r}") from None
+            raise parse_error(self.label, number, f"non-numeric value in {what}: {' '.join(tokens)!r}") from None
         if not np.isfinite(values).all():
-            raise _error(self.label, number, f"{what} is not finite")
+            raise parse_error(self.label, number, f"{what} is not finite")
         return values
 
     def parse_units(self, number: int, tokens: list[str]) -> None:
@@ -248,7 +236,7 @@ class _AsfParser:
         elif tokens[0] == "angle":
             unit = tokens[1].lower() if len(tokens) > 1 else ""
             if not unit.startswith(("deg", "rad")):
-                raise _error(self.label, number, f"angle unit must be deg or rad, found {unit!r}")
+                raise parse_error(self.label, number, f"angle unit must be deg or rad, found {unit!r}")
             self.degrees = unit.startswith("deg")
 
     def parse_root(self, number: int, tokens: list[str]) -> None:
@@ -257,7 +245,7 @@ class _AsfParser:
             order = tuple(t.lower() for t in rest)
             unknown = [t for t in order if t not in _ROTATION_DOFS and t not in _TRANSLATION_DOFS]
             if unknown:
-                raise _error(self.label, number, f"unknown root channel {unknown[0]!r}")
+                raise parse_error(self.label, number, f"unknown root channel {unknown[0]!r}")
             self.root_order = order
         elif key == "axis":
             self.root_axis_order = self.axis_order(number, rest[0] if rest else "")
@@ -269,17 +257,17 @@ class _AsfParser:
     def axis_order(self, number: int, order: str) -> str:
         order = order.upper()
         if sorted(order) != ["X", "Y", "Z"]:
-            raise _error(self.label, number, f"axis order must be a permutation of XYZ, found {order!r}")
+            raise parse_error(self.label, number, f"axis order must be a permutation of XYZ, found {order!r}")
         return order
 
     def parse_bone_line(self, number: int, tokens: list[str], bone: dict | None) -> dict | None:
         key, rest = tokens[0].lower(), tokens[1:]
         if key == "begin":
             if bone is not None:
-                raise _error(self.label, number, f"'begin' inside the bone opened at line {bone['line']}")
+                raise parse_error(self.label, number, f"'begin' inside the bone opened at line {bone['line']}")
             return {"line": number}
         if bone is None:
-            raise _error(self.label, number, f"expected 'begin' in :bonedata, found {tokens[0]!r}")
+            raise parse_error(self.label, number, f"expected 'begin' in :bonedata, found {tokens[0]!r}")
         if key == "end":
             self.finish_bone(number, bone)
             return None
@@ -295,7 +283,7 @@ class _AsfParser:
         elif key == "dof":
             unknown = [d for d in rest if d.lower() not in _KNOWN_DOFS]
             if unknown:
-                raise _error(self.label, number, f"unknown dof {unknown[0]!r}")
+                raise parse_error(self.label, number, f"unknown dof {unknown[0]!r}")
             bone["dofs"] = tuple(d.lower() for d in rest)
         # id, bodymass, cofmass and limits (also their continuation lines "(a b)") carry nothing we use.
         return bone
@@ -303,23 +291,23 @@ class _AsfParser:
     def finish_bone(self, number: int, bone: dict) -> None:
         missing = [key for key in ("name", "direction", "length") if key not in bone]
         if missing:
-            raise _error(self.label, number, f"bone opened at line {bone['line']} has no {missing[0]}")
+            raise parse_error(self.label, number, f"bone opened at line {bone['line']} has no {missing[0]}")
         if bone["name"] in self.bones or bone["name"] == "root":
-            raise _error(self.label, bone["line"], f"duplicate bone name {bone['name']!r}")
+            raise parse_error(self.label, bone["line"], f"duplicate bone name {bone['name']!r}")
         self.bones[bone["name"]] = bone
 
     def parse_hierarchy_line(self, number: int, tokens: list[str]) -> None:
         if not self.has_bonedata:
-            raise _error(self.label, number, "missing :bonedata section before :hierarchy")
+            raise parse_error(self.label, number, "missing :bonedata section before :hierarchy")
         if tokens[0].lower() in ("begin", "end"):
             return
         for name in tokens:
             if name != "root" and name not in self.bones:
-                raise _error(self.label, number, f"unknown bone {name!r} in :hierarchy")
+                raise parse_error(self.label, number, f"unknown bone {name!r} in :hierarchy")
         parent, *children = tokens
         for child in children:
             if child == "root" or any(child in c for c in self.children.values()):
-                raise _error(self.label, number, f"bone {child!r} is given a second parent")
+                raise parse_error(self.label, number, f"bone {child!r} is given a second parent")
             self.children[parent].append(child)
             self.children.setdefault(child, [])
         self.children.setdefault(parent, [])
@@ -327,7 +315,7 @@ class _AsfParser:
     def skeleton(self) -> AsfSkeleton:
         for section, present in ((":bonedata", self.has_bonedata), (":hierarchy", self.children is not None)):
             if not present:
-                raise _error(self.label, self.last_line, f"missing {section} section")
+                raise parse_error(self.label, self.last_line, f"missing {section} section")
         order, stack = [], list(reversed(self.children["root"]))
         parents = {child: parent for parent, children in self.children.items() for child in children}
         while stack:  # depth first, children in listed order
@@ -336,7 +324,7 @@ class _AsfParser:
             stack.extend(reversed(self.children[name]))
         unplaced = [name for name in self.bones if name not in order]
         if unplaced:
-            raise _error(self.label, self.last_line, f"bone {unplaced[0]!r} is not connected to root in :hierarchy")
+            raise parse_error(self.label, self.last_line, f"bone {unplaced[0]!r} is not connected to root in :hierarchy")
         bones = {}
         for name in order:
             raw = self.bones[name]

@@ -24,6 +24,7 @@ from scipy.spatial.transform import Rotation
 
 from dposerx_blender.core.errors import DPoserError
 from training.mocap.motion import Motion
+from training.mocap.text import is_float, parse_error
 
 _POSITION_CHANNELS = {"xposition": 0, "yposition": 1, "zposition": 2}
 _ROTATION_CHANNELS = {"xrotation": "X", "yrotation": "Y", "zrotation": "Z"}
@@ -59,11 +60,11 @@ def parse_bvh(text: str, name: str, path: str = "") -> Motion:
     label = Path(path).name if path else name
     lines = text.splitlines()
     if not text.strip():
-        raise _error(label, 1, "empty file")
+        raise parse_error(label, 1, "empty file")
     motion_index = next((i for i, line in enumerate(lines) if line.split()[:1] == ["MOTION"]), len(lines))
     skeleton = _Hierarchy(lines[:motion_index], label)
     if motion_index == len(lines):
-        raise _error(label, len(lines), "missing MOTION section")
+        raise parse_error(label, len(lines), "missing MOTION section")
     values, frame_time = _parse_motion(lines, motion_index, skeleton.num_channels, label)
 
     n_frames, n_joints = values.shape[0], len(skeleton.names)
@@ -127,10 +128,6 @@ def write_bvh(motion: Motion, path, order: str = "ZXY") -> None:
         np.savetxt(fh, data, fmt="%.10g")
 
 
-def _error(label: str, line: int, message: str) -> DPoserError:
-    return DPoserError(f"{label}:{line}: {message}")
-
-
 class _Hierarchy:
     """The HIERARCHY section: joint names, parents, offsets and, per joint, its channels as
     (column in a motion line, axis) with axis "X"/"Y"/"Z" for rotations and 0/1/2 for positions."""
@@ -148,18 +145,18 @@ class _Hierarchy:
         if self.position < len(self.tokens):
             token, line = self.tokens[self.position]
             message = "only one ROOT is supported" if token == "ROOT" else f"unexpected {token!r} after the root joint"
-            raise _error(label, line, message)
+            raise parse_error(label, line, message)
 
     def next(self, what: str) -> tuple[str, int]:
         if self.position >= len(self.tokens):
-            raise _error(self.label, self.last_line, f"unexpected end of hierarchy, expected {what}")
+            raise parse_error(self.label, self.last_line, f"unexpected end of hierarchy, expected {what}")
         self.position += 1
         return self.tokens[self.position - 1]
 
     def expect(self, keyword: str, message: str) -> int:
         token, line = self.next(keyword)
         if token != keyword:
-            raise _error(self.label, line, f"{message}, found {token!r}")
+            raise parse_error(self.label, line, f"{message}, found {token!r}")
         return line
 
     def number(self, what: str, kind=float):
@@ -167,14 +164,14 @@ class _Hierarchy:
         try:
             value = kind(token)
         except ValueError:
-            raise _error(self.label, line, f"expected a number for {what}, found {token!r}") from None
+            raise parse_error(self.label, line, f"expected a number for {what}, found {token!r}") from None
         if not np.isfinite(value):
-            raise _error(self.label, line, f"{what} is not finite ({token})")
+            raise parse_error(self.label, line, f"{what} is not finite ({token})")
         return value
 
     def add_joint(self, name: str, parent: int, line: int) -> int:
         if name in self.names:
-            raise _error(self.label, line, f"duplicate joint name {name!r}")
+            raise parse_error(self.label, line, f"duplicate joint name {name!r}")
         self.names.append(name)
         self.parents.append(parent)
         self.offsets.append([self.number("OFFSET") for _ in range(3)])
@@ -192,13 +189,13 @@ class _Hierarchy:
                 channel, line = self.next("a channel name")
                 key = channel.lower()
                 if key not in _POSITION_CHANNELS and key not in _ROTATION_CHANNELS:
-                    raise _error(self.label, line, f"unknown channel {channel!r} in {name!r}")
+                    raise parse_error(self.label, line, f"unknown channel {channel!r} in {name!r}")
                 axis = _ROTATION_CHANNELS.get(key, _POSITION_CHANNELS.get(key))
                 self.channels[joint].append((self.num_channels, axis))
                 self.num_channels += 1
         while True:
             if self.position >= len(self.tokens):
-                raise _error(self.label, self.last_line,
+                raise parse_error(self.label, self.last_line,
                              f"unbalanced braces: {name!r} opened at line {open_line} is never closed")
             token, line = self.next("'}'")
             if token == "}":
@@ -212,7 +209,7 @@ class _Hierarchy:
                 self.add_joint(f"{name}_end", joint, line)
                 self.expect("}", f"expected '}}' closing the End Site of {name!r}")
             else:
-                raise _error(self.label, line, f"unexpected {token!r} in joint {name!r}")
+                raise parse_error(self.label, line, f"unexpected {token!r} in joint {name!r}")
 
 
 def _parse_motion(lines: list[str], motion_index: int, num_channels: int, label: str) -> tuple[np.ndarray, float]:
@@ -222,42 +219,34 @@ def _parse_motion(lines: list[str], motion_index: int, num_channels: int, label:
     header = {}
     for key in ("Frames", "Frame Time"):
         if not rows:
-            raise _error(label, len(lines), f"missing '{key}:' line")
+            raise parse_error(label, len(lines), f"missing '{key}:' line")
         number, tokens = rows.pop(0)
         field, _, value = " ".join(tokens).partition(":")
         if field.strip().lower() != key.lower():
-            raise _error(label, number, f"expected '{key}:', found {' '.join(tokens)!r}")
+            raise parse_error(label, number, f"expected '{key}:', found {' '.join(tokens)!r}")
         try:
             header[key] = (int(value) if key == "Frames" else float(value), number)
         except ValueError:
-            raise _error(label, number, f"expected a number after '{key}:', found {value.strip()!r}") from None
+            raise parse_error(label, number, f"expected a number after '{key}:', found {value.strip()!r}") from None
     (n_frames, frames_line), (frame_time, frame_time_line) = header["Frames"], header["Frame Time"]
     if not frame_time > 0 or not np.isfinite(frame_time):
-        raise _error(label, frame_time_line, f"Frame Time must be > 0, found {frame_time}")
+        raise parse_error(label, frame_time_line, f"Frame Time must be > 0, found {frame_time}")
     if len(rows) != n_frames:
-        raise _error(label, frames_line, f"Frames says {n_frames} but {len(rows)} motion lines follow")
+        raise parse_error(label, frames_line, f"Frames says {n_frames} but {len(rows)} motion lines follow")
     for number, tokens in rows:
         if len(tokens) != num_channels:
-            raise _error(label, number, f"expected {num_channels} values, found {len(tokens)}")
+            raise parse_error(label, number, f"expected {num_channels} values, found {len(tokens)}")
     try:
         values = np.array(list(chain.from_iterable(tokens for _, tokens in rows)), dtype=np.float64)
     except ValueError:
-        number, token = next((number, token) for number, tokens in rows for token in tokens if not _is_float(token))
-        raise _error(label, number, f"non-numeric value {token!r}") from None
+        number, token = next((number, token) for number, tokens in rows for token in tokens if not is_float(token))
+        raise parse_error(label, number, f"non-numeric value {token!r}") from None
     values = values.reshape(n_frames, num_channels)
     bad = np.flatnonzero(~np.isfinite(values))
     if bad.size:
         frame, column = divmod(int(bad[0]), num_channels)
-        raise _error(label, rows[frame][0], f"value {values[frame, column]} is not finite (column {column + 1})")
+        raise parse_error(label, rows[frame][0], f"value {values[frame, column]} is not finite (column {column + 1})")
     return values, frame_time
-
-
-def _is_float(token: str) -> bool:
-    try:
-        float(token)
-    except ValueError:
-        return False
-    return True
 
 
 def _fps(frame_time: float) -> float:

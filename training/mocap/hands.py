@@ -290,6 +290,7 @@ def fit_hand_pose(landmarks: np.ndarray, side: str = "right", within_limits: boo
                 rest_side=rest.offsets[0] - rest.offsets[6],
                 target_side=landmarks[:, INDEX_MCP] - landmarks[:, PINKY_MCP])
     local = np.empty((n, 15, 3, 3))
+    joint_global = wrist
     for j, (start, end) in enumerate(SEGMENTS):
         parent = wrist if j % 3 == 0 else joint_global  # joints run finger by finger, root first
         joint_global = aim(parent, rest.bones[j], landmarks[:, end] - landmarks[:, start])
