@@ -4,6 +4,8 @@
     python build.py [setup]          create/update .venv (Python 3.11) with the pinned dependencies
     python build.py test [ARGS]      set up if needed, then run the whole pytest suite (ARGS go to pytest)
     python build.py data [ARGS]      build the training set into data/ and the retarget report in docs/data.md
+    python build.py train --part P   train the prior for part P (body|hand|face|whole); --help for options
+    python build.py export           best checkpoints -> bundled_weights/ with metrics, pictures for docs/
 """
 from __future__ import annotations
 
@@ -81,6 +83,10 @@ def main(argv: list[str]) -> None:
         in_venv(["-m", "pytest", *(args or ["tests", "-q"])])
     elif command == "data":
         in_venv(["-m", "training.dataset", *args])
+    elif command == "train":
+        in_venv(["-m", "training.train", *args])
+    elif command == "export":
+        in_venv(["-m", "training.export", *args])
     else:
         print(__doc__)
         sys.exit(0 if command in ("help", "-h", "--help") else 2)

@@ -24,8 +24,15 @@ import numpy as np
 from scipy.spatial.transform import Rotation, Slerp
 
 from dposerx_blender.core.layout import MODEL_DIM, MODEL_SLICES, mirror_pose, pose_to_model
-from dposerx_blender.core.skeleton import (EYE_JOINTS, JAW_JOINT, JOINT_INDEX, LEFT_HAND_JOINTS, NUM_JOINTS,
-                                           RIGHT_HAND_JOINTS)
+from dposerx_blender.core.limits import within_limits
+from dposerx_blender.core.skeleton import (
+    EYE_JOINTS,
+    JAW_JOINT,
+    JOINT_INDEX,
+    LEFT_HAND_JOINTS,
+    NUM_JOINTS,
+    RIGHT_HAND_JOINTS,
+)
 
 from .mocap.motion import Motion
 from .mocap.retarget import Retargeted, detect_joint_map, load_joint_maps, retarget
@@ -131,6 +138,7 @@ class Collected:
     origin: dict = field(default_factory=lambda: {s: [] for s in SPLITS})
     origins: list = field(default_factory=list)
     counts: dict = field(default_factory=dict)
+    dropped: dict = field(default_factory=dict)  # frames outside anatomical bounds, per source
 
     def add(self, split: str, origin: str, model: np.ndarray, parts: tuple[str, ...]) -> None:
         if origin not in self.origins:
@@ -150,7 +158,7 @@ def _read_motions(source: Source, root: Path) -> list[tuple[Path, Motion]]:
 
         return [(p, read_bvh(p)) for p in sorted(folder.rglob("*.bvh"))]
     if source.kind == "asfamc":
-        from .mocap.asf_amc import read_asf, read_amc
+        from .mocap.asf_amc import read_amc, read_asf
 
         motions = []
         for asf_path in sorted(folder.rglob("*.asf")):
@@ -205,6 +213,11 @@ def collect_motion(collected: Collected, source: Source, root: Path, mirror: boo
         if source.takes:
             poses = resample(poses[~calibration_frames(poses)], fps)
             poses = poses[~glitch_frames(poses)]
+            # Gross capture errors (a foot twisted 180 degrees, a knee bent forwards) fall outside generous
+            # anatomical bounds; they are dropped and counted.
+            inside = within_limits(poses)
+            collected.dropped[source.name] = collected.dropped.get(source.name, 0) + int((~inside).sum())
+            poses = poses[inside]
         if not len(poses):  # nothing but a calibration pose
             continue
         subject = cmu_subject(path) if source.name.startswith("cmu") else None
@@ -264,6 +277,7 @@ PART_SLICES = {
 def write_outputs(collected: Collected, out: Path, options: dict) -> dict:
     digest = hashlib.sha256()
     manifest = {"options": options, "origins": collected.origins, "counts": collected.counts,
+                "dropped_outside_limits": collected.dropped,
                 "split_rule": {"cmu_val_subjects": sorted(VAL_SUBJECTS), "cmu_test_subjects": sorted(TEST_SUBJECTS),
                                "others": "crc32 of the item key: 10% val, 10% test"},
                 "sizes": {}}
@@ -351,6 +365,8 @@ def _counts_table(manifest: dict) -> str:
     lines = [f"{'origin':28} {'parts':34} " + " ".join(f"{s:>8}" for s in SPLITS)]
     for (origin, parts), by_split in sorted(rows.items()):
         lines.append(f"{origin:28} {parts:34} " + " ".join(f"{by_split.get(s, 0):8d}" for s in SPLITS))
+    lines.append("frames dropped outside anatomical bounds: "
+                 + ", ".join(f"{k} {v}" for k, v in manifest["dropped_outside_limits"].items()))
     lines.append("part sizes: " + ", ".join(f"{k} {v}" for k, v in manifest["sizes"].items()))
     return "\n".join(lines)
 

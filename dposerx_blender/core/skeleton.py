@@ -158,15 +158,27 @@ def rest_joints(offsets: np.ndarray = REST_OFFSETS) -> np.ndarray:
 REST_JOINTS = rest_joints()  # (55, 3), pelvis at the origin
 
 
-def forward_kinematics(rot_mats: torch.Tensor, rest: torch.Tensor | np.ndarray | None = None) -> torch.Tensor:
+TIP_JOINTS = tuple(TIP_OFFSETS)  # joints carrying a tip point, in the order forward_kinematics appends them
+_TIP_VECTORS = np.stack([TIP_OFFSETS[j] for j in TIP_JOINTS])
+
+
+def forward_kinematics(rot_mats: torch.Tensor, rest: torch.Tensor | np.ndarray | None = None,
+                       tips: bool = False) -> torch.Tensor:
     """Posed joint positions from local joint rotations (global orientation = rot_mats[:, 0]).
 
     rot_mats (B, 55, 3, 3), rest (55, 3) or (B, 55, 3) rest joint positions (default: REST_JOINTS)
-    -> joints (B, 55, 3), pelvis kept at its rest position. Device and dtype follow rot_mats.
+    -> joints (B, 55, 3), pelvis kept at its rest position; with tips=True (B, 55 + len(TIP_JOINTS), 3), the
+    far ends of the leaf segments (head top, toes, finger tips...) appended in TIP_JOINTS order.
+    Device and dtype follow rot_mats.
     """
     batch = rot_mats.shape[0]
     rest = torch.as_tensor(REST_JOINTS if rest is None else rest, dtype=rot_mats.dtype, device=rot_mats.device)
     rest = rest.expand(batch, NUM_JOINTS, 3)
     parents = torch.tensor(PARENTS, dtype=torch.long, device=rot_mats.device)
-    posed, _ = batch_rigid_transform(rot_mats, rest, parents, dtype=rot_mats.dtype)
-    return posed
+    posed, transforms = batch_rigid_transform(rot_mats, rest, parents, dtype=rot_mats.dtype)
+    if not tips:
+        return posed
+    index = torch.tensor(TIP_JOINTS, device=rot_mats.device)
+    vectors = torch.as_tensor(_TIP_VECTORS, dtype=rot_mats.dtype, device=rot_mats.device)
+    tip_points = posed[:, index] + torch.einsum("bjik,jk->bji", transforms[:, index, :3, :3], vectors)
+    return torch.cat([posed, tip_points], dim=1)
