@@ -11,6 +11,7 @@ import json
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import torch
 from safetensors.torch import save_file
 
@@ -19,7 +20,9 @@ from dposerx_blender.core.normalizer import Normalizer
 from dposerx_blender.core.weights import META_FILE, WEIGHTS_FILE, file_sha256
 
 from .evaluate import completion_error
+from .figures import sample_grid, validation_curves
 from .train import load_normalizer, load_split
+from .validate_retarget import write_doc_block
 
 ROOT = Path(__file__).resolve().parents[1]
 LICENCE = ("Trained only on data whose licences allow commercial use of outputs: CMU Graphics Lab Motion Capture "
@@ -47,6 +50,8 @@ def main(argv=None) -> None:
     parser.add_argument("--data", type=Path, default=ROOT / "data")
     parser.add_argument("--out", type=Path, default=ROOT / "bundled_weights")
     parser.add_argument("--test-poses", type=int, default=1000)
+    parser.add_argument("--width-run", type=Path, default=ROOT / "runs" / "width1024",
+                        help="runs folder of a body network of another width to compare (skipped if absent)")
     args = parser.parse_args(argv)
     torch.manual_seed(0)
     states = {name: load_best(args.runs, name) for name in (*PART_DIMS, "whole")}
@@ -87,6 +92,15 @@ def main(argv=None) -> None:
             split: completion_error(shipped, whole_normalizer, load_split(args.data, "whole", split), "whole",
                                     args.test_poses, "cpu", seed=1) for split in ("val", "test")}
     default = min(("combined", "fused"), key=lambda v: metrics[f"whole_{v}"]["val"]["best_of_k_mm"])
+    body_normalizer = load_normalizer(args.data, "body")
+    if (args.width_run / "body" / "best.pt").exists():
+        other = load_best(args.width_run, "body")
+        metrics["body_width_comparison"] = {
+            f"hidden_{other['config']['hidden']}_step_{other['step']}": {
+                split: completion_error(part_model(other), body_normalizer, load_split(args.data, "body", split),
+                                        "body", args.test_poses, "cpu", seed=1) for split in ("val", "test")}}
+    metrics["body_generation"] = generation_check(load_prior(args.out, "combined").model.parts["body"],
+                                                  body_normalizer, load_split(args.data, "body", "test")["poses"])
 
     data_manifest = json.loads((args.data / "manifest.json").read_text())
     meta.update({
@@ -107,8 +121,61 @@ def main(argv=None) -> None:
         "licence": LICENCE,
     })
     (args.out / META_FILE).write_text(json.dumps(meta, indent=1) + "\n")
+    validation_curves(args.runs, [*PART_DIMS, "whole"])
+    write_doc_block("model-card-metrics", metrics_markdown(meta), ROOT / "docs" / "model_card.md")
     print(json.dumps(metrics, indent=1))
     print(f"default whole-body variant: {default}; written to {args.out}")
+
+
+def generation_check(body_net: TimeFC, normalizer: Normalizer, real_test: np.ndarray, n: int = 500) -> dict:
+    """Euler-Maruyama samples (1000 steps) of the body network: finite, inside the anatomical bounds; and
+    the picture of 24 of them next to 24 real held-out poses."""
+    from dposerx_blender.core.layout import model_to_pose
+    from dposerx_blender.core.limits import within_limits
+    from dposerx_blender.core.solvers import sample_euler_maruyama
+
+    generator = torch.Generator().manual_seed(0)
+    samples = normalizer.denormalize(sample_euler_maruyama(body_net, (n, 63), generator=generator))
+    model = torch.zeros(n, 162)
+    model[:, :63] = samples
+    poses = model_to_pose(model).numpy()
+    real = torch.from_numpy(real_test[np.linspace(0, len(real_test) - 1, 24).astype(int)]).float()
+    sample_grid(samples[:24], real)
+    return {"samples": n, "finite": bool(np.isfinite(poses).all()),
+            "within_limits": float(within_limits(poses).mean()),
+            "real_test_within_limits": float(within_limits(model_to_pose(
+                np.pad(real_test, ((0, 0), (0, 99))))).mean())}
+
+
+def metrics_markdown(meta: dict) -> str:
+    """The model card's metrics block, from the exported JSON."""
+    m = meta["metrics"]
+    rows = [("body (left leg occluded)", "body"), ("hand (index + middle occluded)", "hand"),
+            ("face (jaw occluded)", "face"), ("whole, combined (left hand + wrist occluded)", "whole_combined"),
+            ("whole, fused (left hand + wrist occluded)", "whole_fused")]
+    lines = [f"Written by `python build.py export` at commit {meta['commit'][:10]}; data hash "
+             f"{meta['data']['content_sha256'][:16]}. Completion error (mm) of the positions the occluded joints "
+             "move, default rest skeleton, 10 hypotheses; held-out **test** split (CMU subjects 02, 08, 13, 85) "
+             "and validation split; mean-pose fill = occluded joints set to the training mean.", "",
+             "| task | split | poses | best of 10 | mean of 10 | mean-pose fill | best of 10 relative to fill |",
+             "|---|---|---|---|---|---|---|"]
+    for label, key in rows:
+        for split in ("test", "val"):
+            r = m[key][split]
+            lines.append(f"| {label} | {split} | {r['poses']} | {r['best_of_k_mm']:.1f} | {r['mean_mm']:.1f} | "
+                         f"{r['mean_fill_mm']:.1f} | {100 * (r['best_of_k_mm'] / r['mean_fill_mm'] - 1):+.0f}% |")
+    lines += ["", f"Default whole-body variant (lower validation best-of-10): **{meta['default_variant']}**.", ""]
+    for name, by_split in m.get("body_width_comparison", {}).items():
+        ours = m["body"]
+        lines.append(f"Width comparison (body, left leg, best of 10, test / val): shipped width "
+                     f"{meta['parts']['body']['config']['hidden']} at step {meta['parts']['body']['step']}: "
+                     f"{ours['test']['best_of_k_mm']:.1f} / {ours['val']['best_of_k_mm']:.1f} mm; {name}: "
+                     f"{by_split['test']['best_of_k_mm']:.1f} / {by_split['val']['best_of_k_mm']:.1f} mm.")
+    g = m["body_generation"]
+    lines.append(f"Generation (body, Euler-Maruyama 1000 steps, {g['samples']} samples): all finite: {g['finite']}; "
+                 f"inside the anatomical bounds of core/limits.py: {100 * g['within_limits']:.1f}% "
+                 f"(real test poses: {100 * g['real_test_within_limits']:.1f}%).")
+    return "\n".join(lines)
 
 
 def _command(state: dict) -> str:

@@ -25,7 +25,7 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
-from dposerx_blender.core.network import (MASK_PARTS, PART_DIMS, CombinedPrior, FusedPrior, TimeFC,
+from dposerx_blender.core.network import (PART_DIMS, CombinedPrior, FusedPrior, TimeFC,
                                           part_mask_to_dims)
 from dposerx_blender.core.normalizer import Normalizer
 from dposerx_blender.core.sde import T_EPS, alpha_sigma
@@ -100,18 +100,20 @@ def training_loss(model, batch: dict, generator: torch.Generator, device) -> tor
 
 
 class Ema:
-    """Exponential moving average of the trainable weights, decay min(0.9999, (1+n)/(10+n))."""
+    """Exponential moving average of the trainable weights, decay min(0.9999, (1+n)/(10+n)); frozen weights
+    and buffers are copied as they are."""
 
     def __init__(self, model: torch.nn.Module, decay: float = 0.9999):
         self.decay, self.updates = decay, 0
         self.shadow = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        self.trainable = {k for k, v in model.named_parameters() if v.requires_grad}
 
     @torch.no_grad()
     def update(self, model: torch.nn.Module) -> None:
         self.updates += 1
         d = min(self.decay, (1 + self.updates) / (10 + self.updates))
         for k, v in model.state_dict().items():
-            if v.dtype.is_floating_point:
+            if k in self.trainable:
                 self.shadow[k].mul_(d).add_(v.detach(), alpha=1 - d)
             else:
                 self.shadow[k].copy_(v)
@@ -120,6 +122,17 @@ class Ema:
         model = copy.deepcopy(model)
         model.load_state_dict(self.shadow)
         return model.eval()
+
+
+def rng_states(generator: torch.Generator, distributed: bool) -> list:
+    """Every rank's (batch generator, torch global) random states, so a resumed run draws what an
+    uninterrupted one would (dropout uses the global state). Collective when distributed."""
+    mine = (generator.get_state(), torch.get_rng_state())
+    if not distributed:
+        return [mine]
+    gathered = [None] * dist.get_world_size()
+    dist.all_gather_object(gathered, mine)
+    return gathered
 
 
 def parse_args(argv=None):
@@ -187,7 +200,9 @@ def main(argv=None) -> None:
         optimizer.load_state_dict(state["optimizer"])
         ema.shadow, ema.updates = state["ema"], state["ema_updates"]
         step, best, history = state["step"], state["best"], json.loads(state["history"])
-        generator.set_state(state["generator"][rank].cpu() if device.type == "cpu" else state["generator"][rank])
+        generator_state, global_state = state["rng"][rank]
+        generator.set_state(generator_state)
+        torch.set_rng_state(global_state)
     net = DistributedDataParallel(model) if distributed else model
     log = open(run_dir / "log.jsonl", "a")
     from tqdm import tqdm
@@ -224,12 +239,14 @@ def main(argv=None) -> None:
             if metric["best_of_k_mm"] < best:
                 best = metric["best_of_k_mm"]
                 torch.save(export_state(ema_model, args, step, metric, normalizer), run_dir / "best.pt")
-        if rank == 0 and (step % args.checkpoint_every == 0 or step == args.steps):
-            tmp = checkpoint_path.with_suffix(".tmp")
-            torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "ema": ema.shadow,
-                        "ema_updates": ema.updates, "step": step, "best": best, "history": json.dumps(history),
-                        "generator": [generator.get_state()]}, tmp)
-            tmp.replace(checkpoint_path)
+        if step % args.checkpoint_every == 0 or step == args.steps:
+            rng = rng_states(generator, distributed)  # every rank takes part
+            if rank == 0:
+                tmp = checkpoint_path.with_suffix(".tmp")
+                torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "ema": ema.shadow,
+                            "ema_updates": ema.updates, "step": step, "best": best,
+                            "history": json.dumps(history), "rng": rng}, tmp)
+                tmp.replace(checkpoint_path)
     progress.close()
     log.close()
     if distributed:

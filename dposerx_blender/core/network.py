@@ -49,7 +49,7 @@ class TimeFC(nn.Module):
 
     def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """x (B, dim) normalised noisy pose, t (B,) in [0, 1] -> eps_hat (B, out_dim)."""
-        temb = self.time_embed(timestep_embedding(TIME_SCALE * t, self.embed))
+        temb = self.time_embed(timestep_embedding(TIME_SCALE * t, self.embed).to(x.dtype))
         h = self.drop(self.act(self.input_norm(self.input(x) + self.input_time(temb))))
         for b in range(self.blocks):
             residual = h

@@ -26,8 +26,10 @@ class Normalizer:
     def whole_body(cls, parts: dict[str, "Normalizer"]) -> "Normalizer":
         """The 162-D model-vector normaliser from the part normalisers (the hand one serves both hands)."""
         for part, dim in PART_DIMS.items():
-            if parts[part].mean.shape != (dim,):
-                raise ValueError(f"{part} normaliser must have {dim} values, got {tuple(parts[part].mean.shape)}")
+            for name in ("mean", "std"):
+                shape = tuple(getattr(parts[part], name).shape)
+                if shape != (dim,):
+                    raise ValueError(f"{part} normaliser {name} must have {dim} values, got shape {shape}")
         mean, std = torch.zeros(MODEL_DIM), torch.ones(MODEL_DIM)
         for name, part, sub in (("body", "body", slice(0, 63)), ("left_hand", "hand", slice(0, 45)),
                                 ("right_hand", "hand", slice(0, 45)), ("jaw", "face", slice(0, 3)),

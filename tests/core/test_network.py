@@ -134,7 +134,7 @@ def test_combined_prior_has_no_parameters_of_its_own():
 
 
 def fused_prior(perturb: bool) -> FusedPrior:
-    fused = FusedPrior(CombinedPrior(part_nets()), hidden=64, embed=32).eval()
+    fused = FusedPrior(CombinedPrior(part_nets(hidden=64)), hidden=64, embed=32).eval()
     if perturb:  # make the correction visible in the output
         with torch.no_grad():
             fused.zero_linear.weight.normal_(0, 0.1, generator=torch.Generator().manual_seed(3))
