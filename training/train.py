@@ -253,6 +253,10 @@ def main(argv=None) -> None:
     progress.close()
     log.close()
     if distributed:
+        # Rank 0 may still be validating or saving: tear down together, DDP's reducer before its group,
+        # or gloo's worker threads can abort the process at exit.
+        dist.barrier()
+        del net
         dist.destroy_process_group()
 
 
