@@ -2,7 +2,8 @@
 """The project's one entry point. Needs only the standard library to start.
 
     python build.py [setup]          create/update .venv (Python 3.11) with the pinned dependencies
-    python build.py test [ARGS]      set up if needed, then run the whole pytest suite (ARGS go to pytest)
+    python build.py test [ARGS]      set up if needed, then run the whole pytest suite (ARGS go to pytest);
+                                     without ARGS, tests/blender also runs under bpy 4.5 LTS (.venv-blender45)
     python build.py data [ARGS]      build the training set into data/ and the retarget report in docs/data.md
     python build.py train --part P   train the prior for part P (body|hand|face|whole); --help for options
     python build.py export           best checkpoints -> bundled_weights/ with metrics, pictures for docs/
@@ -32,11 +33,21 @@ REQUIREMENTS = [
     "pytest==9.2.0",
     "hypothesis==6.170.15",
 ]
-STAMP = VENV / ".requirements.sha256"
+# The Blender layer also supports 4.5 LTS: a second venv runs tests/blender under it.
+VENV_BLENDER45 = ROOT / ".venv-blender45"
+REQUIREMENTS_BLENDER45 = [
+    "bpy==4.5.15",
+    "torch==2.13.0",
+    "smplx==0.1.28",
+    "numpy==1.26.4",
+    "scipy==1.17.1",
+    "safetensors==0.8.0",
+    "pytest==9.2.0",
+]
 
 
-def venv_python() -> Path:
-    return VENV / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
+def venv_python(venv: Path = VENV) -> Path:
+    return venv / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
 
 
 def find_base_python() -> str:
@@ -57,22 +68,23 @@ def run(cmd: list, **kwargs) -> None:
         sys.exit(result.returncode)
 
 
-def setup() -> None:
-    """Create .venv and install the pinned requirements; a no-op when the stamp says they are installed."""
-    wanted = hashlib.sha256("\n".join(REQUIREMENTS).encode()).hexdigest()
-    if venv_python().exists() and STAMP.exists() and STAMP.read_text().strip() == wanted:
+def setup(venv: Path = VENV, requirements: list[str] = REQUIREMENTS) -> None:
+    """Create the venv and install the pinned requirements; a no-op when its stamp says they are installed."""
+    stamp = venv / ".requirements.sha256"
+    wanted = hashlib.sha256("\n".join(requirements).encode()).hexdigest()
+    if venv_python(venv).exists() and stamp.exists() and stamp.read_text().strip() == wanted:
         return
-    if not venv_python().exists():
-        run([find_base_python(), "-m", "venv", VENV])
-    run([venv_python(), "-m", "pip", "install", "--disable-pip-version-check", "-q", *REQUIREMENTS])
-    STAMP.write_text(wanted + "\n")
-    print(f"build.py: {VENV.name} is ready")
+    if not venv_python(venv).exists():
+        run([find_base_python(), "-m", "venv", venv])
+    run([venv_python(venv), "-m", "pip", "install", "--disable-pip-version-check", "-q", *requirements])
+    stamp.write_text(wanted + "\n")
+    print(f"build.py: {venv.name} is ready")
 
 
-def in_venv(module_args: list) -> None:
-    setup()
+def in_venv(module_args: list, venv: Path = VENV, requirements: list[str] = REQUIREMENTS) -> None:
+    setup(venv, requirements)
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    run([venv_python(), *module_args], env=env)
+    run([venv_python(venv), *module_args], env=env)
 
 
 def main(argv: list[str]) -> None:
@@ -81,6 +93,8 @@ def main(argv: list[str]) -> None:
         setup()
     elif command == "test":
         in_venv(["-m", "pytest", *(args or ["tests", "-q"])])
+        if not args:
+            in_venv(["-m", "pytest", "tests/blender", "-q"], VENV_BLENDER45, REQUIREMENTS_BLENDER45)
     elif command == "data":
         in_venv(["-m", "training.dataset", *args])
     elif command == "train":
