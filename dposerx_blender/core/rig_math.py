@@ -168,6 +168,12 @@ def make_continuous(quats: np.ndarray, reference: np.ndarray | None = None) -> n
     return out
 
 
+def nearest_rotation(mats: np.ndarray) -> np.ndarray:
+    """(..., 3, 3) nearly-rotation matrices (e.g. float32 bone matrices) -> the closest rotations (polar part)."""
+    u, _, vt = np.linalg.svd(mats)
+    return u @ vt
+
+
 def smplx_axes(left: np.ndarray, up: np.ndarray) -> np.ndarray:
     """Armature-space -> SMPL-X axes change A (3, 3), snapped to the nearest signed axis permutation.
 

@@ -1,4 +1,4 @@
-"""rig_math against scipy and against the torch conversions in core.rotations."""
+"""core.rig_math (bpy-free) against scipy and core.rotations; kept here with the Blender layer it serves."""
 import numpy as np
 import pytest
 import torch

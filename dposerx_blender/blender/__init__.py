@@ -1,0 +1,21 @@
+"""Everything that touches bpy: registration order here, one module per concern."""
+import bpy
+
+from . import jobs, locks, panels, props, skeleton_builder, solver_ops
+
+_CLASSES = (*locks.classes, *skeleton_builder.classes, *solver_ops.classes, *panels.classes)
+
+
+def register():
+    props.register()
+    for cls in _CLASSES:
+        bpy.utils.register_class(cls)
+    bpy.types.VIEW3D_MT_armature_add.append(skeleton_builder.draw_add_menu)
+
+
+def unregister():
+    bpy.types.VIEW3D_MT_armature_add.remove(skeleton_builder.draw_add_menu)
+    for cls in reversed(_CLASSES):
+        bpy.utils.unregister_class(cls)
+    props.unregister()
+    jobs.clear_priors()

@@ -1,0 +1,157 @@
+"""Long solver runs as jobs: the computation on a Python thread, every bpy read and write on the main thread.
+
+A solver operator reads the scene into a `Plan` (main thread), the plan's `work` runs with the prior and a
+progress callback (worker thread, no bpy), and the plan's `apply` writes the result (main thread, one undo step).
+Esc makes the progress callback raise `Cancelled`; on cancel or error nothing is written.
+"""
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import bpy
+
+from ..core import errors
+from .props import preferences
+
+_PRIORS: dict = {}  # (weights folder, device) -> loaded prior, kept across runs; cleared on unregister
+
+
+@dataclass
+class Plan:
+    """work(prior, progress) -> result runs off the main thread; apply(result) -> report text runs on it."""
+
+    work: Callable[[Any, Callable[[int, int], None]], Any]
+    apply: Callable[[Any], str]
+
+
+def load_prior(weights_dir: str, device: str):
+    from ..core.weights import load_prior as load
+
+    key = (weights_dir, device)
+    if key not in _PRIORS:
+        _PRIORS[key] = load(weights_dir or None, device=device)
+    return _PRIORS[key]
+
+
+def clear_priors() -> None:
+    _PRIORS.clear()
+
+
+class Job:
+    """Runs `plan.work` on a thread; the main thread polls `finished`, reads `fraction`, and may `cancel`."""
+
+    def __init__(self, plan: Plan, weights_dir: str, device: str, threads: int):
+        self.plan, self.weights_dir, self.device, self.threads = plan, weights_dir, device, threads
+        self.fraction = 0.0
+        self.result = None
+        self.error: BaseException | None = None
+        self._cancel = threading.Event()
+        self._thread = threading.Thread(target=self.run, name="DPoser-X job", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def cancel(self) -> None:
+        self._cancel.set()
+
+    @property
+    def finished(self) -> bool:
+        return not self._thread.is_alive()
+
+    def progress(self, done: int, total: int) -> None:
+        if self._cancel.is_set():
+            raise errors.Cancelled()
+        self.fraction = done / max(total, 1)
+
+    def run(self) -> None:
+        """The job's whole computation; also called directly for a synchronous run."""
+        try:
+            if self.threads:
+                import torch
+
+                torch.set_num_threads(self.threads)
+            self.result = self.plan.work(load_prior(self.weights_dir, self.device), self.progress)
+        except Exception as exc:  # handed to the main thread, which reports it
+            self.error = exc
+
+
+class JobOperator:
+    """Mixin for solver operators: subclasses implement `plan(context) -> Plan` (raising DPoserError for bad
+    input). `execute` runs synchronously (scripts, redo); `invoke` runs the job modally with progress and Esc."""
+
+    bl_options = {'REGISTER', 'UNDO'}
+    _job: Job | None = None
+    _timer = None
+
+    @classmethod
+    def poll(cls, context):
+        ob = context.object
+        if ob is None or ob.type != 'ARMATURE':
+            cls.poll_message_set("Select an SMPL-X armature")
+            return False
+        if ob.mode not in {'POSE', 'OBJECT'}:
+            cls.poll_message_set("Switch to Object or Pose Mode")
+            return False
+        return True
+
+    def plan(self, context) -> Plan:
+        raise NotImplementedError
+
+    def _new_job(self, context) -> Job | None:
+        try:
+            plan = self.plan(context)
+        except errors.DPoserError as exc:
+            self.report({'ERROR'}, str(exc))
+            return None
+        prefs = preferences(context)
+        return Job(plan, bpy.path.abspath(prefs.weights_dir), prefs.device, prefs.threads)
+
+    def _finish(self, job: Job) -> set:
+        if isinstance(job.error, errors.Cancelled):
+            self.report({'WARNING'}, "Cancelled: nothing was changed")
+            return {'CANCELLED'}
+        if isinstance(job.error, errors.DPoserError):
+            self.report({'ERROR'}, str(job.error))
+            return {'CANCELLED'}
+        if job.error is not None:
+            raise job.error
+        try:
+            self.report({'INFO'}, job.plan.apply(job.result))
+        except errors.DPoserError as exc:
+            self.report({'ERROR'}, str(exc))
+            return {'CANCELLED'}
+        return {'FINISHED'}
+
+    def execute(self, context):
+        job = self._new_job(context)
+        if job is None:
+            return {'CANCELLED'}
+        job.run()
+        return self._finish(job)
+
+    def invoke(self, context, event):
+        self._job = self._new_job(context)
+        if self._job is None:
+            return {'CANCELLED'}
+        self._job.start()
+        wm = context.window_manager
+        self._timer = wm.event_timer_add(0.1, window=context.window)
+        wm.progress_begin(0, 100)
+        wm.modal_handler_add(self)
+        context.workspace.status_text_set(f"{self.bl_label}: running (Esc to cancel)")
+        return {'RUNNING_MODAL'}
+
+    def modal(self, context, event):
+        if event.type == 'ESC':
+            self._job.cancel()
+        if not self._job.finished:
+            context.window_manager.progress_update(int(100 * self._job.fraction))
+            # Viewing stays possible while the job runs; editing waits so the scene matches what was read.
+            navigation = {'MIDDLEMOUSE', 'WHEELUPMOUSE', 'WHEELDOWNMOUSE', 'MOUSEMOVE', 'TRACKPADPAN', 'TRACKPADZOOM'}
+            return {'PASS_THROUGH'} if event.type in navigation else {'RUNNING_MODAL'}
+        context.window_manager.event_timer_remove(self._timer)
+        context.window_manager.progress_end()
+        context.workspace.status_text_set(None)
+        return self._finish(self._job)

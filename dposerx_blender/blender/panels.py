@@ -1,0 +1,106 @@
+"""The "DPoser-X" tab of the 3D view sidebar: one panel per job, each drawing its settings and its button."""
+from __future__ import annotations
+
+import bpy
+
+
+class _Panel:
+    bl_space_type = 'VIEW_3D'
+    bl_region_type = 'UI'
+    bl_category = "DPoser-X"
+
+    @classmethod
+    def poll(cls, context):
+        return context.object is not None and context.object.type == 'ARMATURE'
+
+
+class DPOSERX_PT_main(_Panel, bpy.types.Panel):
+    bl_label = "DPoser-X"
+
+    @classmethod
+    def poll(cls, context):
+        return True
+
+    def draw(self, context):
+        layout = self.layout
+        if context.object is None or context.object.type != 'ARMATURE':
+            layout.label(text="Select an SMPL-X armature", icon='INFO')
+            layout.operator("dposerx.add_skeleton", icon='ARMATURE_DATA')
+            return
+        settings = context.scene.dposerx
+        row = layout.row(align=True)
+        row.operator("dposerx.lock_selected", icon='LOCKED')
+        row.operator("dposerx.unlock_selected", icon='UNLOCKED')
+        layout.operator("dposerx.unlock_all")
+        row = layout.row(align=True)
+        for name in ("part_body", "part_hands", "part_face"):
+            row.prop(settings, name, toggle=True)
+        layout.prop(settings, "seed")
+        layout.prop(settings, "key_result")
+
+
+class DPOSERX_PT_complete(_Panel, bpy.types.Panel):
+    bl_label = "Complete Pose"
+    bl_parent_id = "DPOSERX_PT_main"
+
+    def draw(self, context):
+        layout, settings = self.layout, context.scene.dposerx
+        layout.prop(settings, "hypotheses")
+        layout.prop(settings, "strength")
+        layout.operator("dposerx.complete_pose", icon='ARMATURE_DATA')
+        row = layout.row(align=True)
+        row.operator("dposerx.cycle_hypothesis", text="Previous", icon='TRIA_LEFT').step = -1
+        row.operator("dposerx.cycle_hypothesis", text="Next", icon='TRIA_RIGHT').step = 1
+
+
+class DPOSERX_PT_vary(_Panel, bpy.types.Panel):
+    bl_label = "Vary Pose"
+    bl_parent_id = "DPOSERX_PT_main"
+    bl_options = {'DEFAULT_CLOSED'}
+
+    def draw(self, context):
+        self.layout.prop(context.scene.dposerx, "vary_strength")
+        self.layout.operator("dposerx.vary_pose")
+
+
+class DPOSERX_PT_pin(_Panel, bpy.types.Panel):
+    bl_label = "Pin to Target"
+    bl_parent_id = "DPOSERX_PT_main"
+    bl_options = {'DEFAULT_CLOSED'}
+
+    def draw(self, context):
+        layout = self.layout
+        layout.operator("dposerx.add_pin", icon='EMPTY_AXIS')
+        layout.prop(context.scene.dposerx, "pin_cursor")
+        layout.operator("dposerx.pin_to_target", icon='PIVOT_CURSOR')
+
+
+class DPOSERX_PT_clean(_Panel, bpy.types.Panel):
+    bl_label = "Clean Mocap"
+    bl_parent_id = "DPOSERX_PT_main"
+    bl_options = {'DEFAULT_CLOSED'}
+
+    def draw(self, context):
+        layout, settings = self.layout, context.scene.dposerx
+        row = layout.row(align=True)
+        row.prop(settings, "frame_start")
+        row.prop(settings, "frame_end")
+        layout.prop(settings, "clean_strength")
+        layout.operator("dposerx.clean_mocap", icon='MOD_SMOOTH')
+
+
+class DPOSERX_PT_library(_Panel, bpy.types.Panel):
+    bl_label = "Generate Pose Library"
+    bl_parent_id = "DPOSERX_PT_main"
+    bl_options = {'DEFAULT_CLOSED'}
+
+    def draw(self, context):
+        layout, settings = self.layout, context.scene.dposerx
+        for name in ("library_count", "diversity", "library_conditioned", "library_assets", "library_catalog",
+                     "library_keys"):
+            layout.prop(settings, name)
+        layout.operator("dposerx.generate_library", icon='ASSET_MANAGER')
+
+
+classes = (DPOSERX_PT_main, DPOSERX_PT_complete, DPOSERX_PT_vary, DPOSERX_PT_pin, DPOSERX_PT_clean,
+           DPOSERX_PT_library)

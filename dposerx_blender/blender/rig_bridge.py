@@ -1,0 +1,190 @@
+"""SMPL-X armatures <-> pose arrays: the only place where Blender axes, units, bone rolls and rotation modes meet
+SMPL-X conventions (the maths is in core.rig_math).
+
+Pose arrays are (..., 165) float64 axis-angle in SMPL-X joint order, joint 0 = global orientation (pelvis,
+including an optional parent bone "root"), in the rig's own SMPL-X frame (see rig_math.smplx_axes).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..core import rig_math
+from ..core.errors import DPoserError
+from . import keyframes
+
+ROOT_BONE = "root"
+# The Meshcapade add-on drops the "_smplhf" suffix of the eye joints.
+EYE_ALIASES = {"left_eye_smplhf": "left_eye", "right_eye_smplhf": "right_eye"}
+QUATERNION_PATHS = {"QUATERNION": "rotation_quaternion", "AXIS_ANGLE": "rotation_axis_angle"}
+
+
+def joint_names() -> tuple[str, ...]:
+    # Imported on use: core.skeleton pulls in torch, which registering the add-on must not wait for.
+    from ..core.skeleton import JOINT_NAMES
+
+    return JOINT_NAMES
+
+
+def rotation_path(mode: str) -> str:
+    return QUATERNION_PATHS.get(mode, "rotation_euler")
+
+
+def current_channels(pose_bone) -> np.ndarray:
+    """The pose bone's rotation channels in its own mode, (k,)."""
+    return np.array(getattr(pose_bone, rotation_path(pose_bone.rotation_mode)), dtype=np.float64)
+
+
+@dataclass(frozen=True)
+class Rig:
+    """An armature object recognised as SMPL-X, with what the conversions need."""
+
+    object: object
+    bone_names: tuple[str, ...]  # (55,) bone of each SMPL-X joint
+    axes: np.ndarray  # (3, 3) armature -> SMPL-X axes
+    rest: np.ndarray  # (55, 3, 3) bone rest orientations in armature space
+    root: str | None  # optional parent bone of the pelvis, counted in the global orientation
+    metres_per_unit: float
+
+    @property
+    def pose_bones(self):
+        return [self.object.pose.bones[name] for name in self.bone_names]
+
+
+def find_rig(ob) -> Rig:
+    """Recognise an SMPL-X armature by its bone names; DPoserError says what is wrong."""
+    if ob is None or ob.type != 'ARMATURE':
+        raise DPoserError("Select an SMPL-X armature (the active object is not an armature).")
+    bones = ob.data.bones
+    names, missing = [], []
+    for name in joint_names():
+        found = name if name in bones else EYE_ALIASES.get(name) if EYE_ALIASES.get(name) in bones else None
+        (names if found else missing).append(found or name)
+    if len(missing) > len(names):
+        raise DPoserError(f"'{ob.name}' is not an SMPL-X armature: it has {len(names)} of the 55 SMPL-X bones "
+                          f"(pelvis, left_hip, ...). Add one with Add > Armature > SMPL-X Skeleton.")
+    if missing:
+        raise DPoserError(f"'{ob.name}' lacks SMPL-X bones: {', '.join(missing)}.")
+    head = {name: np.array(bones[name].head_local) for name in names}
+    left = head["left_hip"] - head["right_hip"]
+    up = head["neck"] - head["pelvis"]
+    try:
+        axes = rig_math.smplx_axes(left, up)
+    except ValueError:
+        raise DPoserError(f"'{ob.name}': the hips and the spine of the rest pose are not at right angles; "
+                          f"cannot tell which way is up.") from None
+    rest = rig_math.nearest_rotation(np.array([bones[name].matrix_local.to_3x3() for name in names]))
+    root = ROOT_BONE if ROOT_BONE in bones and bones[names[0]].parent == bones.get(ROOT_BONE) else None
+    return Rig(ob, tuple(names), axes, rest, root, float(np.mean(ob.matrix_world.to_scale())))
+
+
+def _to_smplx(rig: Rig, basis: np.ndarray, root_basis: np.ndarray | None) -> np.ndarray:
+    """basis (T, 55, 3, 3), root_basis (T, 3, 3) or None -> poses (T, 165)."""
+    local = rig_math.basis_to_smplx(basis, rig.rest, rig.axes)
+    if rig.root:
+        local[:, 0] = _root_rotation(rig, root_basis) @ local[:, 0]
+    return rig_math.matrix_to_axis_angle(local).reshape(len(basis), -1)
+
+
+def _root_rotation(rig: Rig, root_basis: np.ndarray) -> np.ndarray:
+    bone = rig.object.data.bones[rig.root]
+    rest = rig_math.nearest_rotation(np.array(bone.matrix_local.to_3x3()))[None]
+    return rig_math.basis_to_smplx(root_basis[:, None], rest, rig.axes)[:, 0]
+
+
+def _check_finite(rig: Rig, poses: np.ndarray, frames) -> None:
+    bad = ~np.isfinite(poses.reshape(len(poses), 55, 3)).all(-1)
+    if bad.any():
+        t, j = np.argwhere(bad)[0]
+        where = f" at frame {frames[t]:g}" if frames is not None else ""
+        raise DPoserError(f"Bone '{rig.bone_names[j]}' has an invalid (NaN or infinite) rotation{where}.")
+
+
+def read_pose(rig: Rig) -> np.ndarray:
+    """The rig's current pose (165,)."""
+    basis = np.array([rig_math.channels_to_matrix(pb.rotation_mode, current_channels(pb)) for pb in rig.pose_bones])
+    root_basis = None
+    if rig.root:
+        root = rig.object.pose.bones[rig.root]
+        root_basis = rig_math.channels_to_matrix(root.rotation_mode, current_channels(root))[None]
+    poses = _to_smplx(rig, basis[None], root_basis)
+    _check_finite(rig, poses, None)
+    return poses[0]
+
+
+def read_track(rig: Rig, frames: np.ndarray) -> np.ndarray:
+    """The rig's animated poses at `frames` (T,) from its action's F-curves -> (T, 165)."""
+    channelbag = keyframes.object_channelbag(rig.object, create=False)
+
+    def track(pose_bone):
+        mode = pose_bone.rotation_mode
+        path = f'pose.bones["{pose_bone.name}"].{rotation_path(mode)}'
+        values = keyframes.evaluate_channel(channelbag, path, rig_math.CHANNEL_SIZES[mode], frames,
+                                            current_channels(pose_bone))
+        return rig_math.channels_to_matrix(mode, values)
+
+    basis = np.stack([track(pb) for pb in rig.pose_bones], axis=1)
+    root_basis = track(rig.object.pose.bones[rig.root]) if rig.root else None
+    poses = _to_smplx(rig, basis, root_basis)
+    _check_finite(rig, poses, frames)
+    return poses
+
+
+def pose_channels(rig: Rig, poses: np.ndarray, joints, reference_frame: float | None = None
+                  ) -> list[keyframes.Channel]:
+    """Channels for `joints` from poses (T, 165), in each bone's own rotation mode, continuous along T.
+
+    The first sample follows the bone's value just before `reference_frame` (its animation there, if keyed)
+    or its current value, so keys interpolate the short way from what precedes them.
+    """
+    local = rig_math.axis_angle_to_matrix(poses.reshape(len(poses), 55, 3))
+    if rig.root:
+        root = rig.object.pose.bones[rig.root]
+        root_basis = rig_math.channels_to_matrix(root.rotation_mode, current_channels(root))[None]
+        local[:, 0] = np.swapaxes(_root_rotation(rig, root_basis), -1, -2) @ local[:, 0]
+    basis = rig_math.smplx_to_basis(local, rig.rest, rig.axes)
+    channelbag = keyframes.object_channelbag(rig.object, create=False) if reference_frame is not None else None
+    channels = []
+    for j in joints:
+        pose_bone = rig.object.pose.bones[rig.bone_names[j]]
+        mode = pose_bone.rotation_mode
+        path = f'pose.bones["{pose_bone.name}"].{rotation_path(mode)}'
+        reference = current_channels(pose_bone)
+        if channelbag is not None:
+            reference = keyframes.evaluate_channel(channelbag, path, len(reference), [reference_frame - 1],
+                                                   reference)[0]
+        values = rig_math.matrix_to_channels(mode, basis[:, j], reference)
+        channels.append(keyframes.Channel(path, pose_bone.name, values))
+    return channels
+
+
+def apply_pose(rig: Rig, pose: np.ndarray, joints, key_frame: float | None = None) -> None:
+    """Set `joints` of the rig to pose (165,); with `key_frame`, also key them there."""
+    channels = pose_channels(rig, pose[None], joints, key_frame)
+    for channel in channels:
+        owner, prop = channel.data_path.rsplit(".", 1)
+        setattr(rig.object.path_resolve(owner), prop, channel.values[0])
+    if key_frame is not None:
+        keyframes.write_channels(keyframes.object_channelbag(rig.object), channels, np.array([key_frame]))
+
+
+def key_track(rig: Rig, poses: np.ndarray, joints, frames: np.ndarray) -> None:
+    """Key `joints` of poses (T, 165) at `frames` (T,), replacing keys in that span only."""
+    channels = pose_channels(rig, poses, joints, frames[0])
+    keyframes.write_channels(keyframes.object_channelbag(rig.object), channels, frames)
+
+
+def rest_joints(rig: Rig) -> np.ndarray:
+    """Rest joint positions (55, 3) in metres, SMPL-X frame, pelvis at the origin (for FK on this skeleton)."""
+    heads = np.array([rig.object.data.bones[name].head_local for name in rig.bone_names])
+    return (heads - heads[0]) @ rig.axes.T * rig.metres_per_unit
+
+
+def world_to_smplx(rig: Rig, point) -> np.ndarray:
+    """A world-space point -> (3,) metres in the rig's SMPL-X frame relative to the posed pelvis."""
+    from mathutils import Vector
+
+    local = rig.object.matrix_world.inverted() @ Vector(point)
+    pelvis = rig.object.pose.bones[rig.bone_names[0]].head
+    return rig.axes @ np.array(local - pelvis) * rig.metres_per_unit

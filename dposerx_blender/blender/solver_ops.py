@@ -1,0 +1,284 @@
+"""The operators that run the prior: Complete Pose (and hypothesis cycling), Vary Pose, Pin to Target,
+Clean Mocap and Generate Pose Library. Each reads the scene into a jobs.Plan; core.tasks does the work."""
+from __future__ import annotations
+
+import bpy
+import numpy as np
+
+from ..core.errors import DPoserError
+from . import pose_library, rig_bridge
+from .jobs import JobOperator, Plan
+from .locks import locked_mask
+
+HYPOTHESES_KEY = "dposerx_hypotheses"  # object ID property: poses to cycle through without recomputing
+PIN_KEY = "dposerx_pin"  # empty ID property: the name of the bone it pulls
+
+
+def part_mask(settings) -> np.ndarray:
+    """(55,) bool, True for the joints of the parts the prior may change (never the global orientation)."""
+    from ..core.skeleton import BODY_JOINTS, EYE_JOINTS, JAW_JOINT, LEFT_HAND_JOINTS, RIGHT_HAND_JOINTS
+
+    mask = np.zeros(55, dtype=bool)
+    for enabled, joints in ((settings.part_body, BODY_JOINTS),
+                            (settings.part_hands, LEFT_HAND_JOINTS + RIGHT_HAND_JOINTS),
+                            (settings.part_face, (JAW_JOINT,) + EYE_JOINTS)):
+        mask[list(joints)] |= enabled
+    return mask
+
+
+def parts(settings) -> tuple[str, ...]:
+    return tuple(name for name, on in (("body", settings.part_body), ("hands", settings.part_hands),
+                                       ("face", settings.part_face)) if on)
+
+
+def free_joints(rig, settings, require_locked: bool) -> np.ndarray:
+    """(55,) bool: unlocked joints of the chosen parts; DPoserError when there are none (or no locked bones and
+    `require_locked`)."""
+    locked = locked_mask(rig)
+    free = part_mask(settings) & ~locked
+    if not free.any():
+        raise DPoserError("Nothing to change: every bone of the chosen parts is locked (or no part is chosen).")
+    if require_locked and not locked[1:].any():
+        raise DPoserError("Lock the bones to keep first (Lock Selected): the prior completes the others.")
+    return free
+
+
+def should_key(context) -> bool:
+    return context.scene.dposerx.key_result or context.scene.tool_settings.use_keyframe_insert_auto
+
+
+def key_frame(context) -> float | None:
+    return float(context.scene.frame_current) if should_key(context) else None
+
+
+class DPOSERX_OT_complete_pose(JobOperator, bpy.types.Operator):
+    """Complete every unlocked SMPL-X bone of the chosen parts from the locked ones, at the current frame"""
+    bl_idname = "dposerx.complete_pose"
+    bl_label = "Complete Pose"
+
+    def plan(self, context):
+        settings = context.scene.dposerx
+        rig = rig_bridge.find_rig(context.object)
+        free = free_joints(rig, settings, require_locked=True)
+        pose, frame = rig_bridge.read_pose(rig), key_frame(context)
+        hypotheses, seed, strength = settings.hypotheses, settings.seed, settings.strength
+
+        def work(prior, progress):
+            from ..core import tasks
+
+            return tasks.complete(prior, pose, ~free, hypotheses=hypotheses, seed=seed, strength=strength,
+                                  progress=progress)
+
+        def apply(result):
+            options = result.hypotheses[0]
+            rig.object[HYPOTHESES_KEY] = {"poses": options.tolist(), "index": 0, "joints": np.flatnonzero(free).tolist()}
+            rig_bridge.apply_pose(rig, options[0], np.flatnonzero(free), frame)
+            return f"Completed {int(free.sum())} bones; hypothesis 1 of {len(options)}"
+
+        return Plan(work, apply)
+
+
+class DPOSERX_OT_cycle_hypothesis(bpy.types.Operator):
+    """Show the next (or previous) hypothesis of the last Complete Pose, without recomputing"""
+    bl_idname = "dposerx.cycle_hypothesis"
+    bl_label = "Next Hypothesis"
+    bl_options = {'REGISTER', 'UNDO'}
+
+    step: bpy.props.IntProperty(default=1, options={'SKIP_SAVE'})
+
+    @classmethod
+    def poll(cls, context):
+        if context.object is None or HYPOTHESES_KEY not in context.object:
+            cls.poll_message_set("Run Complete Pose first")
+            return False
+        return JobOperator.poll.__func__(cls, context)
+
+    def execute(self, context):
+        stored = context.object[HYPOTHESES_KEY]
+        try:
+            rig = rig_bridge.find_rig(context.object)
+        except DPoserError as exc:
+            self.report({'ERROR'}, str(exc))
+            return {'CANCELLED'}
+        options = np.array(stored["poses"])
+        index = (stored["index"] + self.step) % len(options)
+        stored["index"] = index
+        rig_bridge.apply_pose(rig, options[index], list(stored["joints"]), key_frame(context))
+        self.report({'INFO'}, f"Hypothesis {index + 1} of {len(options)}")
+        return {'FINISHED'}
+
+
+class DPOSERX_OT_vary_pose(JobOperator, bpy.types.Operator):
+    """Replace the unlocked bones by a plausible variation of the current pose"""
+    bl_idname = "dposerx.vary_pose"
+    bl_label = "Vary Pose"
+
+    def plan(self, context):
+        settings = context.scene.dposerx
+        rig = rig_bridge.find_rig(context.object)
+        free = free_joints(rig, settings, require_locked=False)
+        pose, frame = rig_bridge.read_pose(rig), key_frame(context)
+        strength, seed = settings.vary_strength, settings.seed
+
+        def work(prior, progress):
+            from ..core import tasks
+
+            return tasks.vary(prior, pose, strength=strength, observed=~free, seed=seed, count=1,
+                              progress=progress)[0]
+
+        def apply(result):
+            rig_bridge.apply_pose(rig, result, np.flatnonzero(free), frame)
+            return f"Varied {int(free.sum())} bones"
+
+        return Plan(work, apply)
+
+
+def pin_targets(context, rig) -> dict[int, np.ndarray]:
+    """Joint index -> target (3,) in the rig's SMPL-X frame from pin empties and, if asked, the 3D cursor."""
+    index = {name: j for j, name in enumerate(rig.bone_names)}
+    targets = {index[ob[PIN_KEY]]: rig_bridge.world_to_smplx(rig, ob.matrix_world.translation)
+               for ob in context.scene.objects if ob.type == 'EMPTY' and ob.get(PIN_KEY) in index}
+    if context.scene.dposerx.pin_cursor:
+        active = context.active_pose_bone
+        if active is None or active.name not in index:
+            raise DPoserError("Pinning to the 3D cursor needs an active SMPL-X bone (Pose Mode).")
+        targets[index[active.name]] = rig_bridge.world_to_smplx(rig, context.scene.cursor.location)
+    if not targets:
+        raise DPoserError("No targets: add a pin empty (Add Pin) or pin the active bone to the 3D cursor.")
+    return targets
+
+
+class DPOSERX_OT_pin_to_target(JobOperator, bpy.types.Operator):
+    """Move bones to their pin empties (or the active bone to the 3D cursor), keeping the pose plausible"""
+    bl_idname = "dposerx.pin_to_target"
+    bl_label = "Pin to Target"
+
+    def plan(self, context):
+        settings = context.scene.dposerx
+        rig = rig_bridge.find_rig(context.object)
+        free = free_joints(rig, settings, require_locked=False)
+        targets = pin_targets(context, rig)
+        pose, rest, frame = rig_bridge.read_pose(rig), rig_bridge.rest_joints(rig), key_frame(context)
+        seed = settings.seed
+
+        def work(prior, progress):
+            from ..core import tasks
+
+            return tasks.solve_pins(prior, pose, targets, ~free, rest_joints=rest, seed=seed, progress=progress)
+
+        def apply(result):
+            rig_bridge.apply_pose(rig, result.pose, np.flatnonzero(free), frame)
+            worst = max(result.residual_mm.values(), default=0.0)
+            return f"Pinned {len(targets)} bone(s); largest distance to a target {worst:.0f} mm"
+
+        return Plan(work, apply)
+
+
+class DPOSERX_OT_add_pin(bpy.types.Operator):
+    """Add an empty at the active bone that Pin to Target pulls the bone to"""
+    bl_idname = "dposerx.add_pin"
+    bl_label = "Add Pin"
+    bl_options = {'REGISTER', 'UNDO'}
+
+    @classmethod
+    def poll(cls, context):
+        if context.active_pose_bone is None:
+            cls.poll_message_set("Select a bone in Pose Mode")
+            return False
+        return True
+
+    def execute(self, context):
+        bone = context.active_pose_bone
+        empty = bpy.data.objects.new(f"Pin {bone.name}", None)
+        empty.empty_display_type = 'SPHERE'
+        empty.empty_display_size = 0.03
+        empty[PIN_KEY] = bone.name
+        empty.location = context.object.matrix_world @ bone.head
+        context.collection.objects.link(empty)
+        self.report({'INFO'}, f"Move '{empty.name}', then run Pin to Target")
+        return {'FINISHED'}
+
+
+class DPOSERX_OT_clean_mocap(JobOperator, bpy.types.Operator):
+    """Denoise the active action over the frame range; locked bones stay untouched"""
+    bl_idname = "dposerx.clean_mocap"
+    bl_label = "Clean Mocap"
+
+    def plan(self, context):
+        settings, scene = context.scene.dposerx, context.scene
+        rig = rig_bridge.find_rig(context.object)
+        start, end = settings.frame_start, settings.frame_end
+        if end <= start:
+            raise DPoserError(f"The frame range {start}..{end} is empty or reversed: End must be after Start.")
+        if not _has_keys(rig.object, start, end):
+            raise DPoserError(f"'{rig.object.name}' has no keys in frames {start}..{end}: nothing to clean.")
+        free = free_joints(rig, settings, require_locked=False)
+        frames = np.arange(start, end + 1, dtype=np.float64)
+        track = rig_bridge.read_track(rig, frames)
+        fps, strength, seed = scene.render.fps / scene.render.fps_base, settings.clean_strength, settings.seed
+
+        def work(prior, progress):
+            from ..core import tasks
+
+            return tasks.denoise_track(prior, track, locked=~free, fps=fps, strength=strength, seed=seed,
+                                       progress=progress)
+
+        def apply(result):
+            rig_bridge.key_track(rig, result, np.flatnonzero(free), frames)
+            return f"Cleaned {len(frames)} frames of {int(free.sum())} bones"
+
+        return Plan(work, apply)
+
+
+def _has_keys(ob, start: int, end: int) -> bool:
+    from .keyframes import object_channelbag
+
+    channelbag = object_channelbag(ob, create=False)
+    return channelbag is not None and any(start <= key.co[0] <= end for fcurve in channelbag.fcurves
+                                          for key in fcurve.keyframe_points)
+
+
+class DPOSERX_OT_generate_library(JobOperator, bpy.types.Operator):
+    """Generate plausible poses as pose assets and/or keys on consecutive frames"""
+    bl_idname = "dposerx.generate_library"
+    bl_label = "Generate Pose Library"
+
+    def plan(self, context):
+        settings = context.scene.dposerx
+        rig = rig_bridge.find_rig(context.object)
+        if not (settings.library_assets or settings.library_keys):
+            raise DPoserError("Choose an output: Pose Assets, Keys or both.")
+        chosen = parts(settings)
+        if not chosen:
+            raise DPoserError("Choose at least one part to generate (Body, Hands or Face).")
+        conditioned = settings.library_conditioned
+        free = free_joints(rig, settings, require_locked=conditioned)
+        pose = rig_bridge.read_pose(rig)
+        count, seed, temperature = settings.library_count, settings.seed, settings.diversity
+        catalog, as_assets, as_keys = settings.library_catalog, settings.library_assets, settings.library_keys
+        first_frame = context.scene.frame_current
+
+        def work(prior, progress):
+            from ..core import tasks
+
+            return tasks.generate(prior, count, seed=seed, temperature=temperature,
+                                  condition=pose if conditioned else None, observed=~free if conditioned else None,
+                                  parts=chosen, progress=progress)
+
+        def apply(result):
+            notes = []
+            if as_assets:
+                assets = pose_library.create_pose_assets(rig, result, range(1, 55), catalog, "DPoser-X pose")
+                saved = pose_library.ensure_catalog(catalog)
+                notes.append(f"{len(assets)} pose assets in '{catalog}'"
+                             + ("" if saved else " (save the file to create the catalog)"))
+            if as_keys:
+                rig_bridge.key_track(rig, result, np.flatnonzero(free), first_frame + np.arange(count, dtype=float))
+                notes.append(f"keys on frames {first_frame}..{first_frame + count - 1}")
+            return "Generated " + " and ".join(notes)
+
+        return Plan(work, apply)
+
+
+classes = (DPOSERX_OT_complete_pose, DPOSERX_OT_cycle_hypothesis, DPOSERX_OT_vary_pose, DPOSERX_OT_pin_to_target,
+           DPOSERX_OT_add_pin, DPOSERX_OT_clean_mocap, DPOSERX_OT_generate_library)

@@ -1,0 +1,121 @@
+"""Headless bpy fixtures: the add-on registered once per session, a factory-fresh empty scene per test, rigs."""
+from __future__ import annotations
+
+import math
+
+import bpy
+import numpy as np
+import pytest
+
+import dposerx_blender
+from dposerx_blender.blender import jobs
+from dposerx_blender.blender.props import ADDON_PACKAGE
+from dposerx_blender.core.skeleton import JOINT_NAMES, PARENTS, REST_JOINTS
+
+SMPLX_TO_ZUP = np.array([[1.0, 0, 0], [0, 0, -1], [0, 1, 0]])
+
+
+@pytest.fixture(scope="session", autouse=True)
+def addon():
+    dposerx_blender.register()
+    yield
+    dposerx_blender.unregister()
+
+
+@pytest.fixture(autouse=True)
+def empty_scene():
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    # Factory settings drop the add-on's preferences entry; restore it as enabling the add-on would.
+    if ADDON_PACKAGE not in bpy.context.preferences.addons:
+        bpy.context.preferences.addons.new().module = ADDON_PACKAGE
+    yield
+
+
+@pytest.fixture
+def fake_prior(monkeypatch):
+    """Skip loading weights for plumbing tests (the solver functions are faked too)."""
+    monkeypatch.setattr(jobs, "load_prior", lambda weights_dir, device: "prior")
+
+
+def make_rig(name="Rig", bone_vector=(0, 0, 0.1), axes=SMPLX_TO_ZUP, scale=1.0, eye_names=False, root=True,
+             roll=None, skip=()):
+    """A synthetic SMPL-X armature: joints at axes @ REST_JOINTS * scale, bones along bone_vector, optional roll
+    (radians, or "random"), optional root bone, Meshcapade eye names, and bones left out by name."""
+    rng = np.random.default_rng(7)
+    armature = bpy.data.armatures.new(name)
+    ob = bpy.data.objects.new(name, armature)
+    bpy.context.scene.collection.objects.link(ob)
+    bpy.context.view_layer.objects.active = ob
+    bpy.ops.object.mode_set(mode='EDIT')
+    parent_root = None
+    if root:
+        parent_root = armature.edit_bones.new("root")
+        parent_root.tail = (0, 0, 0.1 * scale)
+    bones = {}
+    for j, joint in enumerate(JOINT_NAMES):
+        if joint in skip:
+            continue
+        if eye_names:
+            joint = joint.replace("_smplhf", "")
+        bone = armature.edit_bones.new(joint)
+        head = axes @ REST_JOINTS[j] * scale
+        bone.head = head
+        vector = rng.normal(size=3) if bone_vector == "random" else np.asarray(bone_vector, float)
+        bone.tail = head + vector / np.linalg.norm(vector) * 0.1 * scale
+        bone.roll = rng.uniform(-math.pi, math.pi) if roll == "random" else (roll or 0.0)
+        bone.parent = bones.get(PARENTS[j], parent_root)
+        bones[j] = bone
+    bpy.ops.object.mode_set(mode='OBJECT')
+    return ob
+
+
+def mpi_rig(**kw):
+    return make_rig("MPI", **kw)
+
+
+def meshcapade_rig(**kw):
+    ob = make_rig("Meshcapade", bone_vector=(0, 10, 0), axes=np.eye(3), scale=100.0, eye_names=True, root=False, **kw)
+    ob.rotation_euler = (math.pi / 2, 0, 0)
+    ob.scale = (0.01, 0.01, 0.01)
+    bpy.context.view_layer.update()
+    return ob
+
+
+def project_rig():
+    bpy.ops.dposerx.add_skeleton()
+    return bpy.context.object
+
+
+def random_pose(seed=0, scale=0.5):
+    return np.random.default_rng(seed).normal(size=165) * scale
+
+
+def select_bones(ob, names):
+    """Pose Mode with exactly `names` selected (PoseBone.select is 5.0; Bone.select before)."""
+    bpy.context.view_layer.objects.active = ob
+    bpy.ops.object.mode_set(mode='POSE')
+    for pose_bone in ob.pose.bones:
+        target = pose_bone if hasattr(pose_bone, "select") else pose_bone.bone
+        target.select = pose_bone.name in names
+
+
+def snapshot():
+    """Everything an operator could change, as plain data: objects, pose channels, locks, keys, assets."""
+    state = {"objects": sorted(bpy.data.objects.keys()), "actions": sorted(bpy.data.actions.keys())}
+    for ob in bpy.data.objects:
+        state[ob.name, "props"] = sorted(ob.keys())
+        if ob.type != 'ARMATURE':
+            continue
+        for pb in ob.pose.bones:
+            state[ob.name, pb.name] = (pb.rotation_mode, tuple(pb.rotation_quaternion), tuple(pb.rotation_euler),
+                                       tuple(pb.rotation_axis_angle), tuple(pb.lock_rotation), pb.lock_rotation_w)
+    for action in bpy.data.actions:
+        from bpy_extras.anim_utils import action_get_channelbag_for_slot
+
+        for slot in action.slots:
+            channelbag = action_get_channelbag_for_slot(action, slot)
+            for fc in channelbag.fcurves if channelbag else ():
+                co = np.zeros(2 * len(fc.keyframe_points), dtype=np.float32)
+                fc.keyframe_points.foreach_get("co", co)
+                state[action.name, fc.data_path, fc.array_index] = co.tobytes()
+    return state
