@@ -59,7 +59,7 @@ def find_rig(ob) -> Rig:
     bones = ob.data.bones
     names, missing = [], []
     for name in joint_names():
-        found = name if name in bones else EYE_ALIASES.get(name) if EYE_ALIASES.get(name) in bones else None
+        found = next((n for n in (name, EYE_ALIASES.get(name, name)) if n in bones), None)
         (names if found else missing).append(found or name)
     if len(missing) > len(names):
         raise DPoserError(f"'{ob.name}' is not an SMPL-X armature: it has {len(names)} of the 55 SMPL-X bones "
