@@ -98,4 +98,5 @@ def test_add_skeleton_stands_on_the_floor_with_mpi_conventions():
     assert rig.root == "root" and len(ob.data.bones) == 56
     heads = np.array([b.head_local for b in ob.data.bones])
     assert -0.05 < heads[:, 2].min() < 0.1
-    assert all(np.allclose(b.vector.normalized(), (0, 0, 1)) for b in ob.data.bones)
+    assert all(np.allclose((b.tail_local - b.head_local).normalized(), (0, 0, 1)) and abs(b.AxisRollFromMatrix(
+        b.matrix_local.to_3x3())[1]) < 1e-6 for b in ob.data.bones)
