@@ -107,8 +107,9 @@ def snapshot():
         if ob.type != 'ARMATURE':
             continue
         for pb in ob.pose.bones:
-            state[ob.name, pb.name] = (pb.rotation_mode, tuple(pb.rotation_quaternion), tuple(pb.rotation_euler),
-                                       tuple(pb.rotation_axis_angle), tuple(pb.lock_rotation), pb.lock_rotation_w)
+            values = (*pb.rotation_quaternion, *pb.rotation_euler, *pb.rotation_axis_angle)
+            state[ob.name, pb.name] = (pb.rotation_mode, np.array(values).tobytes(),  # bytes: NaN equals NaN
+                                       tuple(pb.lock_rotation), pb.lock_rotation_w)
     for action in bpy.data.actions:
         from bpy_extras.anim_utils import action_get_channelbag_for_slot
 
