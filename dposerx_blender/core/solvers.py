@@ -1,11 +1,22 @@
-"""Solvers over a noise predictor `eps_model(x, t)` in normalised pose space.
+"""Solvers over a noise predictor `eps_model(x, t)` in normalised pose space (k-diffusion style: small functions
+over one contract; the pose-space tasks in `tasks.py` build on them).
 
-`complete` is DPoser's variational diffusion sampling for pose completion (paper Alg. 1 and Eq. 5-7, reference
-code `DPoserComp.optimize`): Adam on the pose with a data term on observed dimensions and the DPoser
-regulariser, one network forward per step and no backpropagation through the network.
+- `optimize`: DPoser's variational diffusion sampling (paper Alg. 1, Eq. 5-7): Adam on the pose with task
+  terms and the DPoser regulariser, one network forward per step, no backpropagation through the network,
+  the truncated timestep schedule (Eq. 11). Every optimisation task is this loop with its own `Schedule`.
+- `complete`: pose completion (reference code `DPoserComp.optimize`) on top of `optimize`.
+- `sample`: generation by the reverse SDE (Euler-Maruyama, the paper's sampler) or few-step DDIM, from t = 1
+  (generation) or from a partly noised pose (SDEdit-style variation), optionally conditioned on known
+  dimensions by replacement.
+- `prior_energy`: the plausibility score used to rank hypotheses.
+
+Energies follow one convention: per-row values summed over the batch (rows are poses or frames), so a
+frame's gradient does not depend on how many other frames share its batch.
 """
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass, replace
 from typing import Callable
 
 import torch
@@ -13,67 +24,206 @@ import torch
 from .sde import alpha_sigma, denoised, drift_and_diffusion, truncated_schedule
 
 EpsModel = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+Progress = Callable[[int, int], None]  # (done, total); may raise errors.Cancelled
 
 
-def dposer_loss(eps_model: EpsModel, x: torch.Tensor, t: float, weight: str, generator=None) -> torch.Tensor:
-    """The DPoser regulariser w_t ||x - stopgrad(x0_hat(x_t, t))||^2, averaged over batch and dimensions.
+@dataclass(frozen=True)
+class Schedule:
+    """One optimisation task: `rounds` outer iterations of `steps` Adam steps, t falling from t_max to t_min in
+    each round; term weights per round. `prior_weighting` "completion" is 0.5 sqrt(1 + alpha/sigma) averaged
+    over dimensions, "constant" is 0.5 summed over dimensions (the reference code's two choices)."""
 
-    weight: "completion" (0.5 sqrt(1 + alpha/sigma), the reference code's choice for completion) or
-    "constant" (0.5, its choice for denoising and IK).
+    rounds: int
+    steps: int
+    t_max: float
+    t_min: float
+    lr: float
+    prior: tuple[float, ...]
+    data: tuple[float, ...]
+    smooth: tuple[float, ...] = ()
+    stay: tuple[float, ...] = ()
+    prior_weighting: str = "completion"
+
+    def with_strength(self, strength: float) -> "Schedule":
+        """The prior (and smoothness) pull scaled by `strength` (1 = the tuned schedule, 0 = data only)."""
+        return replace(self, prior=tuple(w * strength for w in self.prior),
+                       smooth=tuple(w * strength for w in self.smooth))
+
+    @property
+    def total_steps(self) -> int:
+        return self.rounds * self.steps
+
+
+# Each task's schedule and weights, in one place.
+SCHEDULES = {
+    # Paper sec. 4.4: 2 x 100 steps, lr 0.1, t 0.15 -> 0.05, data 100/(1+it), prior 0.1 (1+it).
+    "complete": Schedule(rounds=2, steps=100, t_max=0.15, t_min=0.05, lr=0.1, prior=(0.1, 0.2), data=(100.0, 50.0)),
+    # Paper sec. 4.5 (40 mm setting): 3 x 60 steps, lr 0.03, t 0.25 -> 0.05, data 100/(1+it^2),
+    # smoothness 10 (1+it), prior 0.1 (1+it); data and smoothness are joint-position L2 norms in metres.
+    "denoise": Schedule(rounds=3, steps=60, t_max=0.25, t_min=0.05, lr=0.03, prior=(0.1, 0.2, 0.3),
+                        data=(100.0, 50.0, 20.0), smooth=(10.0, 20.0, 30.0), prior_weighting="constant"),
+    # Position pins, after the paper's IK (sec. 4.7: t 0.2 -> 0.05, data up and prior down per round), with a
+    # last prior-free round so pins are reached to the millimetre, and a pull towards the starting pose so
+    # joints the pins do not need stay where the animator put them. Squared distances in metres.
+    "pins": Schedule(rounds=4, steps=60, t_max=0.2, t_min=0.05, lr=0.05, prior=(0.1, 0.05, 0.02, 0.0),
+                     data=(1e4, 3e4, 1e5, 3e5), stay=(0.01, 0.01, 0.01, 0.01)),
+}
+
+
+def dposer_loss(eps_model: EpsModel, x: torch.Tensor, t: float, weighting: str,
+                noise: torch.Tensor | None = None, generator=None) -> torch.Tensor:
+    """The DPoser regulariser w_t ||x - stopgrad(x0_hat(x_t, t))||^2 per row: x (B, D) -> (B,).
+
+    weighting "completion": 0.5 sqrt(1 + alpha/sigma), mean over dimensions; "constant": 0.5, sum over
+    dimensions. noise (B, D): the z of x_t = alpha x + sigma z (default: drawn from `generator`).
     """
     t_batch = torch.full((x.shape[0],), t, device=x.device, dtype=x.dtype)
     alpha, sigma = alpha_sigma(t_batch)
-    noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+    if noise is None:
+        noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
     with torch.no_grad():
         x_t = alpha[:, None] * x + sigma[:, None] * noise
         x0_hat = denoised(x_t, eps_model(x_t, t_batch), t_batch)
-    w = 0.5 * torch.sqrt(1 + alpha / sigma) if weight == "completion" else torch.full_like(alpha, 0.5)
-    return (w[:, None] * (x - x0_hat) ** 2).mean()
+    squared = (x - x0_hat) ** 2
+    if weighting == "completion":
+        return 0.5 * torch.sqrt(1 + alpha / sigma) * squared.mean(1)
+    if weighting == "constant":
+        return 0.5 * squared.sum(1)
+    raise ValueError(f"unknown prior weighting '{weighting}'")
+
+
+def optimize(eps_model: EpsModel, x: torch.Tensor, energy: Callable[[torch.Tensor, int], dict], schedule: Schedule,
+             free: torch.Tensor | None = None, noise: Callable[[int], torch.Tensor] | None = None,
+             generator: torch.Generator | None = None, progress: Progress | None = None) -> torch.Tensor:
+    """Minimise sum_terms weight * energy + prior weight * DPoser regulariser over x (B, D) by Adam.
+
+    energy(x, round) -> {term name: per-row values}, names among the schedule's weights ("data", "smooth",
+    "stay"). free (B, D) bool: the entries Adam may move (default all); the others stay bit-exact. noise(step)
+    -> (B, D): the regulariser's noise at a global step (default: fresh draws from `generator`).
+    """
+    start = x.detach()
+    x = start.clone().requires_grad_(True)
+    optimizer = torch.optim.Adam([x], lr=schedule.lr, betas=(0.9, 0.99))
+    step = 0
+    for round_index in range(schedule.rounds):
+        for t in truncated_schedule(schedule.steps, schedule.t_max, schedule.t_min).tolist():
+            terms = energy(x, round_index)
+            loss = sum(getattr(schedule, name)[round_index] * value.sum() for name, value in terms.items())
+            prior_weight = schedule.prior[round_index]
+            if prior_weight:
+                z = noise(step) if noise is not None else None
+                loss = loss + prior_weight * dposer_loss(eps_model, x, t, schedule.prior_weighting, z,
+                                                         generator).sum()
+            optimizer.zero_grad()
+            loss.backward()
+            if free is not None:
+                x.grad.mul_(free)
+            optimizer.step()
+            step += 1
+            if progress is not None:
+                progress(step, schedule.total_steps)
+    return x.detach() if free is None else torch.where(free, x.detach(), start)
 
 
 def complete(eps_model: EpsModel, observed: torch.Tensor, mask: torch.Tensor, hypotheses: int = 10,
-             outer_iterations: int = 2, steps: int = 100, lr: float = 0.1, t_max: float = 0.15,
-             t_min: float = 0.05, generator: torch.Generator | None = None) -> torch.Tensor:
+             schedule: Schedule = SCHEDULES["complete"], generator: torch.Generator | None = None,
+             progress: Progress | None = None) -> torch.Tensor:
     """Complete normalised poses from their observed dimensions, `hypotheses` samples per pose.
 
     observed (B, D) normalised poses (values where mask is False are ignored), mask (B, D) bool, True =
-    observed -> (B, hypotheses, D); observed dimensions are returned exactly. Occluded dimensions start from
-    N(0, 1) noise (each hypothesis its own); per outer iteration `it` the weights are data 100/(1+it) and
-    prior 0.1 (1+it), with t falling from t_max to t_min (the paper's truncated schedule).
+    observed -> (B, hypotheses, D); observed dimensions are returned exactly. As in the reference code, the
+    occluded dimensions start from N(0, 1) noise (each hypothesis its own), every dimension is optimised with
+    a data term on the observed ones, and the observed ones are reset at the end.
     """
     batch, dim = observed.shape
     obs = observed[:, None].expand(batch, hypotheses, dim).reshape(-1, dim)
     keep = mask[:, None].expand(batch, hypotheses, dim).reshape(-1, dim)
     noise = torch.randn(obs.shape, generator=generator, device=obs.device, dtype=obs.dtype)
-    x = torch.where(keep, obs, noise).requires_grad_(True)
-    optimizer = torch.optim.Adam([x], lr=lr, betas=(0.9, 0.99))
-    for it in range(outer_iterations):
-        for t in truncated_schedule(steps, t_max, t_min).tolist():
-            data = ((x - obs) ** 2 * keep).mean()
-            loss = 100.0 / (1 + it) * data + 0.1 * (1 + it) * dposer_loss(eps_model, x, t, "completion", generator)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-    return torch.where(keep, obs, x.detach()).reshape(batch, hypotheses, dim)
+    start = torch.where(keep, obs, noise)
+
+    def energy(x, _round):  # the reference code's MSE over all entries, as a per-row share
+        return {"data": ((x - obs) ** 2 * keep).sum(1) / keep.numel()}
+
+    # The reference code averages its terms over the batch; `optimize` sums per-row terms. Dividing the
+    # regulariser's per-row means by the batch size too keeps the paper's balance between the two terms.
+    scaled = replace(schedule, prior=tuple(w / obs.shape[0] for w in schedule.prior))
+    x = optimize(eps_model, start, energy, scaled, generator=generator, progress=progress)
+    return torch.where(keep, obs, x).reshape(batch, hypotheses, dim)
 
 
 @torch.no_grad()
-def sample_euler_maruyama(eps_model: EpsModel, shape: tuple[int, int], steps: int = 1000, t_end: float = 1e-3,
-                          generator: torch.Generator | None = None, device=None,
-                          callback: Callable[[dict], None] | None = None) -> torch.Tensor:
-    """Generation by the reverse sub-VP SDE with Euler-Maruyama steps from t = 1 to t_end (the paper's sampler:
-    1000 steps, the noise-free mean returned at the end). shape (B, D) -> normalised samples (B, D)."""
-    x = torch.randn(shape, generator=generator, device=device)
-    times = torch.linspace(1.0, t_end, steps, device=device)
-    dt = -1.0 / steps
-    x_mean = x
-    for i, t in enumerate(times):
-        t_batch = t.expand(shape[0])
-        drift, diffusion = drift_and_diffusion(x, t_batch)
-        _, sigma = alpha_sigma(t_batch)
-        score = -eps_model(x, t_batch) / sigma[:, None]
-        x_mean = x + (drift - diffusion[:, None] ** 2 * score) * dt
-        x = x_mean + diffusion[:, None] * (-dt) ** 0.5 * torch.randn(shape, generator=generator, device=device)
-        if callback is not None:
-            callback({"step": i, "t": float(t), "x": x_mean})
-    return x_mean
+def prior_energy(eps_model: EpsModel, x: torch.Tensor, times: tuple[float, ...] = (0.05, 0.1, 0.15),
+                 draws: int = 8, seed: int = 0) -> torch.Tensor:
+    """Plausibility score (lower = more plausible): the denoising residual ||x - x0_hat(x_t, t)||^2 averaged over
+    dimensions, `draws` noise draws and the completion schedule's times. It estimates the expected DPoser
+    regulariser, which is small where the learned density is high; every row sees the same noise draws
+    (common random numbers), so rows are ranked on the pose, not on luck. x (B, D) -> (B,)."""
+    generator = torch.Generator(device=x.device).manual_seed(seed)
+    total = torch.zeros(x.shape[0], device=x.device, dtype=x.dtype)
+    for t in times:
+        t_batch = torch.full((x.shape[0],), t, device=x.device, dtype=x.dtype)
+        alpha, sigma = alpha_sigma(t_batch)
+        for _ in range(draws):
+            z = torch.randn(x.shape[1], generator=generator, device=x.device, dtype=x.dtype).expand_as(x)
+            x_t = alpha[:, None] * x + sigma[:, None] * z
+            total += ((x - denoised(x_t, eps_model(x_t, t_batch), t_batch)) ** 2).mean(1)
+    return total / (len(times) * draws)
+
+
+@torch.no_grad()
+def sample(eps_model: EpsModel, x: torch.Tensor, t_start: float = 1.0, steps: int = 1000,
+           method: str = "euler_maruyama", t_end: float = 1e-3, known: torch.Tensor | None = None,
+           known_mask: torch.Tensor | None = None, temperature: float = 1.0, eta: float = 1.0,
+           generator: torch.Generator | None = None, progress: Progress | None = None) -> torch.Tensor:
+    """Run the reverse process from x (B, D) at t_start down to t_end; returns the clean estimate (B, D).
+
+    method "euler_maruyama": the reverse sub-VP SDE, dt = -t_start/steps (paper: 1000 steps from t = 1,
+    returning the noise-free mean); "ddim": DDIM steps on the marginals (alpha_t, sigma_t), one network call per
+    step (the paper's DPoser* uses 10 deterministic ones). eta is the share of the next noise level drawn
+    fresh instead of reusing the predicted noise: 0 is deterministic DDIM, 1 re-noises the clean estimate.
+    On our weights deterministic DDIM drifts into implausible finger angles (docs/api.md has the numbers), so
+    the default is 1. known (B, D) with known_mask (B, D) bool: those entries are conditioned on by
+    replacement (the clean estimate's known entries are set to `known` before each step; Euler-Maruyama
+    re-noises them to the next time) and are returned exactly. temperature scales the fresh noise of each step
+    (the caller scales the starting noise): < 1 trades diversity for typicality.
+    """
+    batch = x.shape[0]
+    if method == "euler_maruyama":
+        times = torch.linspace(t_start, t_end, steps, device=x.device)
+        dt = -t_start / steps
+        x_mean = x
+        for i, t in enumerate(times):
+            t_batch = t.expand(batch)
+            drift, diffusion = drift_and_diffusion(x, t_batch)
+            eps = eps_model(x, t_batch)
+            _, sigma = alpha_sigma(t_batch)
+            x_mean = x + (drift + diffusion[:, None] ** 2 * eps / sigma[:, None]) * dt
+            z = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+            x = x_mean + temperature * diffusion[:, None] * math.sqrt(-dt) * z
+            if known is not None:
+                alpha_n, sigma_n = alpha_sigma(times[min(i + 1, steps - 1)].expand(batch))
+                z = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+                x = torch.where(known_mask, alpha_n[:, None] * known + sigma_n[:, None] * z, x)
+                x_mean = torch.where(known_mask, known, x_mean)
+            if progress is not None:
+                progress(i + 1, steps)
+        return x_mean
+    if method == "ddim":
+        times = torch.linspace(t_start, t_end, steps + 1, device=x.device)
+        for i in range(steps):
+            t, t_next = times[i].expand(batch), times[i + 1].expand(batch)
+            alpha, sigma = alpha_sigma(t)
+            x0 = denoised(x, eps_model(x, t), t)
+            if known is not None:
+                x0 = torch.where(known_mask, known, x0)
+            eps = (x - alpha[:, None] * x0) / sigma[:, None]
+            alpha_n, sigma_n = alpha_sigma(t_next)
+            fresh = eta * sigma_n[:, None]
+            x = alpha_n[:, None] * x0 + torch.sqrt(sigma_n[:, None] ** 2 - fresh**2) * eps
+            if eta:
+                z = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+                x = x + temperature * fresh * z
+            if progress is not None:
+                progress(i + 1, steps)
+        return x0
+    raise ValueError(f"unknown sampler '{method}' (euler_maruyama or ddim)")

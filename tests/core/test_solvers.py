@@ -6,12 +6,13 @@ noise predictor is eps*(x_t, t) = -sigma score = sigma (alpha^2 C + sigma^2 I)^-
 Tweedie denoiser x0_hat = (x_t - sigma eps*) / alpha is the exact posterior mean E[x0 | x_t].
 """
 import math
+from dataclasses import replace
 
 import pytest
 import torch
 
 from dposerx_blender.core.sde import alpha_sigma
-from dposerx_blender.core.solvers import complete, dposer_loss
+from dposerx_blender.core.solvers import SCHEDULES, complete, dposer_loss
 
 
 def diagonal_gaussian_eps(mu: torch.Tensor, s: torch.Tensor):
@@ -60,7 +61,7 @@ def small_problem(seed: int = 0):
 
 
 def run(observed, mask, seed, **kwargs):
-    kwargs = {"hypotheses": 4, "steps": 10, **kwargs}
+    kwargs = {"hypotheses": 4, "schedule": replace(SCHEDULES["complete"], steps=10), **kwargs}
     return complete(EPS, observed, mask, generator=torch.Generator().manual_seed(seed), **kwargs)
 
 
@@ -129,17 +130,18 @@ def test_completion_of_a_correlated_gaussian_lands_near_the_conditional_mean():
 
 
 def test_dposer_loss_weighting():
-    """With an eps model whose denoiser returns 0 (eps = x_t / sigma), the loss is w_t mean(x^2) exactly."""
+    """With an eps model whose denoiser returns 0 (eps = x_t / sigma), the per-row loss is w_t mean(x^2) (completion
+    weighting) or 0.5 sum(x^2) (constant) exactly."""
     def to_zero(x, t):
         return x / alpha_sigma(t)[1][:, None]
 
     x = torch.randn(4, 6, dtype=torch.float64)
     for t in (0.05, 0.15, 0.5):
         alpha, sigma = [v.item() for v in alpha_sigma(torch.tensor(t, dtype=torch.float64))]
-        completion = dposer_loss(to_zero, x, t, "completion")
+        completion = dposer_loss(to_zero, x, t, "completion").mean()
         constant = dposer_loss(to_zero, x, t, "constant")
         torch.testing.assert_close(completion, 0.5 * math.sqrt(1 + alpha / sigma) * x.square().mean())
-        torch.testing.assert_close(constant, 0.5 * x.square().mean())
+        torch.testing.assert_close(constant, 0.5 * x.square().sum(1))
 
 
 def test_dposer_loss_does_not_backpropagate_through_the_network():
@@ -150,7 +152,7 @@ def test_dposer_loss_does_not_backpropagate_through_the_network():
         return EPS(x, t)
 
     x = torch.randn(3, 6, requires_grad=True)
-    dposer_loss(eps, x, 0.1, "completion").backward()
+    dposer_loss(eps, x, 0.1, "completion").sum().backward()
     assert calls == [False] and x.grad is not None
 
 
@@ -164,7 +166,7 @@ def test_dposer_loss_expected_gradient_points_to_the_mean(t):
     mu, s = MU.double(), S.double()
     x = (mu + delta).expand(batch, dim).clone().requires_grad_(True)
     generator = torch.Generator().manual_seed(0)
-    dposer_loss(diagonal_gaussian_eps(mu, s), x, t, "completion", generator=generator).backward()
+    dposer_loss(diagonal_gaussian_eps(mu, s), x, t, "completion", generator=generator).mean().backward()
     grad = x.grad.mean(0) * batch * dim  # per-row gradient of the summed (not averaged) loss
     alpha, sigma = [v.item() for v in alpha_sigma(torch.tensor(t, dtype=torch.float64))]
     w = 0.5 * math.sqrt(1 + alpha / sigma)
@@ -182,7 +184,7 @@ def test_one_prior_step_moves_towards_the_mean():
     direction = direction / direction.norm(dim=1, keepdim=True)
     radius = 2 + 2 * torch.rand(32, 1, generator=generator)
     x = (MU + S * radius * direction * math.sqrt(6)).requires_grad_(True)
-    loss = dposer_loss(EPS, x, 0.5, "constant", generator=generator)
+    loss = dposer_loss(EPS, x, 0.5, "constant", generator=generator).sum() / x.numel()
     (grad,) = torch.autograd.grad(loss, x)
     step = x.detach() - 0.1 * x.numel() * grad  # lr scaled by B D: the loss is a mean
     before = ((x.detach() - MU) / S).norm(dim=1)
