@@ -42,6 +42,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PARTS_ORDER = ("body", "left_hand", "right_hand", "jaw", "eyes")
 SPLITS = ("train", "val", "test")
 TARGET_FPS = 30.0
+MIN_TRACK_FRAMES = 60
 # Held-out CMU subjects (no subject is in two splits). Chosen so that val and test each get a few thousand
 # frames of varied motion from several capture formats.
 VAL_SUBJECTS = {"06", "09", "14", "49"}
@@ -139,6 +140,8 @@ class Collected:
     origins: list = field(default_factory=list)
     counts: dict = field(default_factory=dict)
     dropped: dict = field(default_factory=dict)  # frames outside anatomical bounds, per source
+    # Whole held-out takes (val/test, 30 fps, clean: no glitch, inside the bounds) for denoising; not training data.
+    tracks: dict = field(default_factory=lambda: {"val": [], "test": []})
 
     def add(self, split: str, origin: str, model: np.ndarray, parts: tuple[str, ...]) -> None:
         if origin not in self.origins:
@@ -210,9 +213,18 @@ def collect_motion(collected: Collected, source: Source, root: Path, mirror: boo
                 parts.append("eyes")
             items.append((path, result.poses, result.fps, tuple(parts)))
     for path, poses, fps, parts in items:
+        subject = cmu_subject(path) if source.name.startswith("cmu") else None
         if source.takes:
             poses = resample(poses[~calibration_frames(poses)], fps)
-            poses = poses[~glitch_frames(poses)]
+            glitches = glitch_frames(poses)
+            held_out = {"val": VAL_SUBJECTS, "test": TEST_SUBJECTS}
+            take = "_".join(path.stem.split("_")[:2])  # '02_01' in every CMU conversion's file names
+            for split, subjects in held_out.items():
+                taken = {name for name, _ in collected.tracks[split]}  # a take converted twice counts once
+                if subject in subjects and take not in taken and not glitches.any() \
+                        and within_limits(poses).all() and len(poses) >= MIN_TRACK_FRAMES:
+                    collected.tracks[split].append((take, poses.astype(np.float32)))
+            poses = poses[~glitches]
             # Gross capture errors (a foot twisted 180 degrees, a knee bent forwards) fall outside generous
             # anatomical bounds; they are dropped and counted.
             inside = within_limits(poses)
@@ -220,7 +232,6 @@ def collect_motion(collected: Collected, source: Source, root: Path, mirror: boo
             poses = poses[inside]
         if not len(poses):  # nothing but a calibration pose
             continue
-        subject = cmu_subject(path) if source.name.startswith("cmu") else None
         split = ("val" if subject in VAL_SUBJECTS else "test" if subject in TEST_SUBJECTS else "train") \
             if subject else split_of_item(f"{source.name}/{path.name}")
         if source.name == "hdm05":  # split by actor, like CMU by subject
@@ -296,6 +307,16 @@ def write_outputs(collected: Collected, out: Path, options: dict) -> dict:
                 std = rows.std(0)
                 _save(out / part / "normalizer.npz", digest, mean=rows.mean(0), std=np.maximum(std, 1e-4))
     manifest["content_sha256"] = digest.hexdigest()
+    manifest["tracks"] = {}
+    for split, tracks in collected.tracks.items():
+        # Kept out of content_sha256: the training data's hash must not change with the evaluation tracks.
+        lengths = np.array([len(poses) for _, poses in tracks], dtype=np.int64)
+        track_digest = hashlib.sha256()
+        _save(out / "tracks" / f"{split}.npz", track_digest, names=np.array([n for n, _ in tracks]),
+              lengths=lengths, poses=np.concatenate([poses for _, poses in tracks]) if tracks
+              else np.zeros((0, 3 * NUM_JOINTS), np.float32))
+        manifest["tracks"][split] = {"takes": len(tracks), "frames": int(lengths.sum()),
+                                     "sha256": track_digest.hexdigest()}
     (out / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
     return manifest
 

@@ -165,7 +165,7 @@ def denoise_track(prior, track, locked=None, fps: float = 30.0, strength: float 
     _seed(seed)
     n_frames = len(poses)
     length = min(chunk, n_frames)
-    starts = list(range(0, n_frames - length + 1, length - overlap))
+    starts = list(range(0, n_frames - length + 1, length - overlap)) if n_frames > chunk else [0]
     if starts[-1] + length < n_frames:
         starts.append(n_frames - length)
     per_batch = max(1, frames_per_batch // length)
@@ -181,7 +181,7 @@ def denoise_track(prior, track, locked=None, fps: float = 30.0, strength: float 
     reference = axis_angle_to_quaternion(torch.from_numpy(poses).reshape(n_frames, NUM_JOINTS, 3))
     weights = torch.zeros(n_frames, 1, 1, dtype=torch.float64)
     ramp = torch.ones(length, dtype=torch.float64)
-    if overlap:
+    if overlap and n_frames > chunk:
         rising = torch.arange(1, overlap + 1, dtype=torch.float64) / (overlap + 1)
         ramp[:overlap], ramp[length - overlap:] = rising, rising.flip(0)
 

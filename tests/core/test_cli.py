@@ -105,8 +105,6 @@ def test_denoise_keeps_every_other_key_and_the_locked_joints(capsys, tmp_path):
         assert not np.allclose(result["poses"], track)
 
 
-@pytest.mark.xfail(raises=IndexError, strict=True, reason="core.tasks.denoise_track: tracks no longer than its "
-                   "16-frame window overlap give an empty window list (IndexError), to be fixed in tasks.py")
 def test_denoise_a_short_track(capsys, tmp_path):
     path = tmp_path / "short.npz"
     np.savez(path, poses=poses(12))
