@@ -108,8 +108,9 @@ def _say(args, message: str) -> None:
 def _complete(args) -> str:
     import numpy as np
 
+    from .api import observed_mask
     from .core import tasks
-    from .core.skeleton import NUM_JOINTS, OCCLUSION_GROUPS
+    from .core.skeleton import NUM_JOINTS
 
     motion = _read(args)
     n = len(motion.poses)
@@ -121,11 +122,7 @@ def _complete(args) -> str:
         if args.occlude:
             _say(args, f"note: {args.input} has a 'mask' array; --occlude is ignored")
     elif args.occlude:
-        observed = np.ones((n, NUM_JOINTS), bool)
-        for group in args.occlude:
-            if group not in OCCLUSION_GROUPS:
-                raise DPoserError(f"unknown group '{group}' for --occlude (choose from {', '.join(OCCLUSION_GROUPS)})")
-            observed[:, list(OCCLUSION_GROUPS[group])] = False
+        observed = np.repeat(observed_mask(occlude=args.occlude)[None], n, axis=0)
     else:
         raise DPoserError(f"nothing to complete: give --occlude GROUP[,GROUP] or put a boolean 'mask' array "
                           f"({n}, {NUM_JOINTS}) (True = observed) in {args.input}")
@@ -136,17 +133,11 @@ def _complete(args) -> str:
 
 
 def _denoise(args) -> str:
-    import numpy as np
-
+    from .api import observed_mask
     from .core import tasks
-    from .core.skeleton import JOINT_INDEX, NUM_JOINTS
 
     motion = _read(args)
-    locked = np.zeros(NUM_JOINTS, bool)
-    for name in args.lock:
-        if name not in JOINT_INDEX:
-            raise DPoserError(f"unknown joint '{name}' for --lock (SMPL-X joint names: {', '.join(JOINT_INDEX)})")
-        locked[JOINT_INDEX[name]] = True
+    locked = ~observed_mask(joints=args.lock)
     fps = motion.fps if args.fps is None else args.fps
     poses = _run(args, "denoise", tasks.denoise_track, motion.poses, locked, fps=fps, strength=args.strength,
                  seed=args.seed)

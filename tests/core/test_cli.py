@@ -194,7 +194,7 @@ BAD = {  # name: (make the input in tmp_path or None, extra arguments, exit code
                     "must have shape"),
     "NaN": (lambda p: write(p, poses=NAN_POSES), ["denoise"], 1, "NaN"),
     "unknown group": (lambda p: write(p, poses=poses(2)), ["complete", "--occlude", "hands,elbows"], 1,
-                      "unknown group 'elbows'"),
+                      "unknown occlusion group 'elbows'"),
     "nothing to complete": (lambda p: write(p, poses=poses(2)), ["complete"], 1, "--occlude"),
     "mask not bool": (lambda p: write(p, poses=poses(2), mask=np.ones((2, 55), int)), ["complete"], 1,
                       "'mask' must be a boolean"),
