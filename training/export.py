@@ -50,10 +50,6 @@ def main(argv=None) -> None:
     parser.add_argument("--data", type=Path, default=ROOT / "data")
     parser.add_argument("--out", type=Path, default=ROOT / "bundled_weights")
     parser.add_argument("--test-poses", type=int, default=1000)
-    parser.add_argument("--width-runs", type=Path, nargs="*",
-                        default=[ROOT / "runs" / "width512", ROOT / "runs" / "width1024"],
-                        help="runs folders of equal-budget body networks of different widths to compare "
-                             "(those without runs/<folder>/body/best.pt are skipped)")
     args = parser.parse_args(argv)
     torch.manual_seed(0)
     states = {name: load_best(args.runs, name) for name in (*PART_DIMS, "whole")}
@@ -95,13 +91,6 @@ def main(argv=None) -> None:
                                     args.test_poses, "cpu", seed=1) for split in ("val", "test")}
     default = min(("combined", "fused"), key=lambda v: metrics[f"whole_{v}"]["val"]["best_of_k_mm"])
     body_normalizer = load_normalizer(args.data, "body")
-    widths = [load_best(run, "body") for run in args.width_runs if (run / "body" / "best.pt").exists()]
-    if widths:
-        metrics["body_width_comparison"] = {
-            f"hidden {w['config']['hidden']}, {json.loads(w['args'])['steps']} steps (selected step {w['step']})": {
-                split: completion_error(part_model(w), body_normalizer, load_split(args.data, "body", split),
-                                        "body", args.test_poses, "cpu", seed=1) for split in ("val", "test")}
-            for w in widths}
     metrics["body_generation"] = generation_check(load_prior(args.out, "combined").model.parts["body"],
                                                   body_normalizer, load_split(args.data, "body", "test")["poses"])
 
@@ -168,13 +157,6 @@ def metrics_markdown(meta: dict) -> str:
             lines.append(f"| {label} | {split} | {r['poses']} | {r['best_of_k_mm']:.1f} | {r['mean_mm']:.1f} | "
                          f"{r['mean_fill_mm']:.1f} | {100 * (r['best_of_k_mm'] / r['mean_fill_mm'] - 1):+.0f}% |")
     lines += ["", f"Default whole-body variant (lower validation best-of-10): **{meta['default_variant']}**.", ""]
-    if "body_width_comparison" in m:
-        lines += ["Width comparison, body network, equal training budget (left leg; test / val; mm):", "",
-                  "| network | best of 10 | mean of 10 |", "|---|---|---|"]
-        for name, r in m["body_width_comparison"].items():
-            lines.append(f"| {name} | {r['test']['best_of_k_mm']:.1f} / {r['val']['best_of_k_mm']:.1f} | "
-                         f"{r['test']['mean_mm']:.1f} / {r['val']['mean_mm']:.1f} |")
-        lines.append("")
     g = m["body_generation"]
     lines.append(f"Generation (body, Euler-Maruyama 1000 steps, {g['samples']} samples): all finite: {g['finite']}; "
                  f"inside the anatomical bounds of core/limits.py: {100 * g['within_limits']:.1f}% "
