@@ -21,10 +21,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from scipy.spatial.transform import Rotation, Slerp
+from scipy.spatial.transform import Rotation
 
 from dposerx_blender.core.layout import MODEL_DIM, MODEL_SLICES, mirror_pose, pose_to_model
 from dposerx_blender.core.limits import within_limits
+from dposerx_blender.core.mocap.conventions import resample_poses
 from dposerx_blender.core.skeleton import (
     EYE_JOINTS,
     JAW_JOINT,
@@ -34,8 +35,8 @@ from dposerx_blender.core.skeleton import (
     RIGHT_HAND_JOINTS,
 )
 
-from .mocap.motion import Motion
-from .mocap.retarget import Retargeted, detect_joint_map, load_joint_maps, retarget
+from dposerx_blender.core.mocap.motion import Motion
+from dposerx_blender.core.mocap.retarget import Retargeted, detect_joint_map, load_joint_maps, retarget
 from .mocap.sources import mocap_root
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -93,20 +94,6 @@ def split_of_item(key: str, val_fraction: float = 0.1, test_fraction: float = 0.
     return "test" if u < test_fraction else "val" if u < test_fraction + val_fraction else "train"
 
 
-def resample(poses: np.ndarray, fps: float, target_fps: float = TARGET_FPS) -> np.ndarray:
-    """(T, 165) axis-angle at `fps` -> (T', 165) at target_fps, slerp per joint."""
-    n_frames = len(poses)
-    if n_frames < 2 or abs(fps - target_fps) < 1e-6:
-        return poses
-    times = np.arange(n_frames) / fps
-    new_times = np.arange(0.0, times[-1] + 1e-9, 1.0 / target_fps)
-    out = np.empty((len(new_times), NUM_JOINTS, 3))
-    for j in range(NUM_JOINTS):
-        slerp = Slerp(times, Rotation.from_rotvec(poses[:, 3 * j:3 * j + 3]))
-        out[:, j] = slerp(new_times).as_rotvec()
-    return out.reshape(len(new_times), -1)
-
-
 def glitch_frames(poses: np.ndarray, max_degrees: float = 45.0) -> np.ndarray:
     """(T,) bool: frames whose body joints jump more than `max_degrees` from the previous frame (at 30 fps,
     i.e. 1350 deg/s: beyond human joint speeds; capture glitches such as swapped or lost markers)."""
@@ -157,7 +144,7 @@ class Collected:
 def _read_motions(source: Source, root: Path) -> list[tuple[Path, Motion]]:
     folder = root / source.folder
     if source.kind == "bvh":
-        from .mocap.bvh import read_bvh
+        from dposerx_blender.core.mocap.bvh import read_bvh
 
         return [(p, read_bvh(p)) for p in sorted(folder.rglob("*.bvh"))]
     if source.kind == "asfamc":
@@ -215,7 +202,7 @@ def collect_motion(collected: Collected, source: Source, root: Path, mirror: boo
     for path, poses, fps, parts in items:
         subject = cmu_subject(path) if source.name.startswith("cmu") else None
         if source.takes:
-            poses = resample(poses[~calibration_frames(poses)], fps)
+            poses = resample_poses(poses[~calibration_frames(poses)], fps, TARGET_FPS)
             glitches = glitch_frames(poses)
             held_out = {"val": VAL_SUBJECTS, "test": TEST_SUBJECTS}
             take = "_".join(path.stem.split("_")[:2])  # '02_01' in every CMU conversion's file names

@@ -30,7 +30,7 @@ from scipy.spatial.transform import Rotation
 
 from dposerx_blender.core.skeleton import EYE_JOINTS, REST_JOINTS, TIP_OFFSETS
 
-from .mocap.aim import aim
+from dposerx_blender.core.mocap.aim import aim
 from .mocap.hands import CHAINS, hand_points, hand_pose_from_angles, rest_hand, right_hand_frames
 
 # Finger slots in SMPL-X order (index, middle, pinky, ring, thumb) of the four fingers in anatomical order

@@ -11,7 +11,7 @@ import numpy as np
 
 from dposerx_blender.core.skeleton import BODY_JOINTS, JOINT_NAMES, LEFT_HAND_JOINTS, PARENTS, RIGHT_HAND_JOINTS
 
-from .mocap.retarget import AIM_LABELS, Retargeted
+from dposerx_blender.core.mocap.retarget import AIM_LABELS, Retargeted
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA_DOC = ROOT / "docs" / "data.md"

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from dposerx_blender.core.amass import FPS_KEYS, AmassMotion, read_amass_npz, write_amass_npz
+from dposerx_blender.core.amass import FPS_KEYS, SPLIT_KEYS, AmassMotion, read_amass_npz, write_amass_npz
 from dposerx_blender.core.errors import DPoserError
 
 
@@ -249,3 +249,56 @@ def test_write_bad_poses_keeps_an_existing_file(tmp_path):
         write_amass_npz(path, random_motion(3, poses=np.zeros((3, 10))))
     np.testing.assert_array_equal(read_amass_npz(path).poses, good.poses)
     assert [p.name for p in tmp_path.iterdir()] == ["out.npz"]
+
+
+# --- split pose keys (video capture tools) ------------------------------------------------------------------
+
+
+def split_arrays(poses: np.ndarray) -> dict:
+    return {key: poses[:, where] for key, where in SPLIT_KEYS.items()}
+
+
+def test_split_keys_join_into_the_165_vector(tmp_path):
+    motion = random_motion(4)
+    arrays = split_arrays(motion.poses)
+    arrays["body_pose"] = arrays["body_pose"].reshape(4, 21, 3)  # (N, 21, 3) is accepted too
+    back = read_amass_npz(save(tmp_path / "split.npz", transl=motion.trans, fps=25, **arrays))
+    np.testing.assert_array_equal(back.poses, motion.poses)
+    np.testing.assert_array_equal(back.trans, motion.trans)
+    assert back.fps == 25.0 and back.extra == {}
+
+
+def test_split_keys_missing_parts_are_zero(tmp_path):
+    motion = random_motion(3)
+    back = read_amass_npz(save(tmp_path / "body.npz", body_pose=motion.poses[:, 3:66]))
+    expected = np.zeros_like(motion.poses)
+    expected[:, 3:66] = motion.poses[:, 3:66]
+    np.testing.assert_array_equal(back.poses, expected)
+    np.testing.assert_array_equal(back.trans, np.zeros((3, 3)))
+
+
+def test_split_keys_single_frame_vectors(tmp_path):
+    back = read_amass_npz(save(tmp_path / "one.npz", body_pose=np.ones(63), global_orient=np.ones(3)))
+    assert back.poses.shape == (1, 165) and np.all(back.poses[0, :66] == 1) and np.all(back.poses[0, 66:] == 0)
+
+
+def test_trans_wins_over_transl(tmp_path):
+    motion = random_motion(2)
+    back = read_amass_npz(save(tmp_path / "t.npz", poses=motion.poses, trans=motion.trans, transl=np.zeros((2, 3))))
+    np.testing.assert_array_equal(back.trans, motion.trans)
+    assert "transl" in back.extra
+
+
+@pytest.mark.parametrize("arrays, words", [
+    ({"body_pose": np.zeros((3, 63)), "left_hand_pose": np.zeros((3, 12))}, ["left_hand_pose", "PCA"]),
+    ({"body_pose": np.zeros((3, 60))}, ["body_pose", "63"]),
+    ({"body_pose": np.zeros((3, 63)), "jaw_pose": np.zeros((2, 3))}, ["jaw_pose", "2 frames"]),
+    ({"global_orient": np.zeros((3, 3))}, ["'poses'", "body_pose"]),
+    ({"body_pose": np.full((3, 63), np.nan)}, ["NaN", "frame 0"]),
+    ({"body_pose": np.zeros((3, 63)), "transl": np.zeros((3, 2))}, ["'transl'", "(3, 3)"]),
+    ({"body_pose": np.array(["a"] * 63)}, ["body_pose", "numbers"]),
+], ids=["pca-hands", "body-width", "frame-mismatch", "no-body", "nan", "transl-shape", "strings"])
+def test_split_key_errors(tmp_path, arrays, words):
+    message = read_error(save(tmp_path / "bad.npz", **arrays))
+    for word in words:
+        assert word in message, message

@@ -1,7 +1,6 @@
 """ASF/AMC reader: a tiny skeleton with known answers, every malformed case, and real CMU and HDM05 clips."""
 import csv
 import tomllib
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -9,13 +8,12 @@ from scipy.spatial.transform import Rotation
 
 import training.mocap.asf_amc as asf_amc
 from dposerx_blender.core.errors import DPoserError
+from dposerx_blender.core.mocap.bvh import axis_rotations
+from dposerx_blender.core.mocap.motion import Motion
+from dposerx_blender.core.mocap.retarget import JOINT_MAP_DIR as JOINT_MAPS
 from training.mocap.asf_amc import read_amc, read_asf, read_asf_amc
-from training.mocap.bvh import axis_rotations
-from training.mocap.motion import Motion
 from training.mocap.sources import mocap_root
 from text_fixtures import with_lines
-
-JOINT_MAPS = Path(__file__).resolve().parents[2] / "training" / "mocap" / "joint_maps"
 
 TINY_ASF = """\
 # a two-bone arm

@@ -1,19 +1,17 @@
 """BVH reader/writer: round trips, hand-made files with known answers, every malformed case, real files."""
 import csv
 import tomllib
-from pathlib import Path
 
 import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
 from dposerx_blender.core.errors import DPoserError
-from training.mocap.bvh import parse_bvh, read_bvh, write_bvh
-from training.mocap.motion import Motion
+from dposerx_blender.core.mocap.bvh import parse_bvh, read_bvh, write_bvh
+from dposerx_blender.core.mocap.motion import Motion
+from dposerx_blender.core.mocap.retarget import JOINT_MAP_DIR as JOINT_MAPS
 from training.mocap.sources import mocap_root
 from text_fixtures import with_lines
-
-JOINT_MAPS = Path(__file__).resolve().parents[2] / "training" / "mocap" / "joint_maps"
 
 TWO_JOINTS = """\
 HIERARCHY

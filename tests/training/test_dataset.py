@@ -1,4 +1,4 @@
-"""Dataset builder pieces: split rules, resampling, calibration trimming, outputs and their hash."""
+"""Dataset builder pieces: split rules, calibration trimming, outputs and their hash."""
 from pathlib import Path
 
 import numpy as np
@@ -8,7 +8,7 @@ from scipy.spatial.transform import Rotation
 from dposerx_blender.core.layout import MODEL_DIM, MODEL_SLICES, pose_to_model
 from dposerx_blender.core.skeleton import JOINT_INDEX
 from training import dataset
-from training.dataset import Collected, calibration_frames, cmu_subject, resample, split_of_item, write_outputs
+from training.dataset import Collected, calibration_frames, cmu_subject, split_of_item, write_outputs
 
 
 @pytest.mark.parametrize("name, subject", [("02_01.bvh", "02"), ("005_02.bvh", "05"), ("49_08_cmu.fbx", "49"),
@@ -26,18 +26,6 @@ def test_item_split_is_stable_and_roughly_80_10_10():
     assert splits == [split_of_item(f"item/{i}") for i in range(5000)]
     fractions = {s: splits.count(s) / len(splits) for s in dataset.SPLITS}
     assert abs(fractions["train"] - 0.8) < 0.03 and abs(fractions["val"] - 0.1) < 0.02
-
-
-def test_resample_keeps_timing_and_interpolates_on_the_sphere():
-    fps, seconds = 120.0, 2.0
-    t = np.arange(int(fps * seconds) + 1) / fps
-    poses = np.zeros((len(t), 165))
-    poses[:, 3 * 4:3 * 4 + 3] = np.outer(0.5 * t, [0.0, 0.0, 1.0])  # knee turning at 0.5 rad/s
-    out = resample(poses, fps, 30.0)
-    assert len(out) == int(30 * seconds) + 1
-    np.testing.assert_allclose(out[:, 3 * 4 + 2], 0.5 * np.arange(len(out)) / 30.0, atol=1e-9)
-    # Non-integer ratio (iClone's 59.999 fps) still lands on the 30 fps grid.
-    assert len(resample(poses[:100], 59.999, 30.0)) == int(99 / 59.999 * 30) + 1
 
 
 def test_calibration_t_pose_frames_are_trimmed_only_at_the_ends():

@@ -8,7 +8,7 @@ bpy = pytest.importorskip("bpy")
 
 from dposerx_blender.core.errors import DPoserError  # noqa: E402
 from training.mocap.fbx import read_fbx  # noqa: E402
-from training.mocap.retarget import JOINT_MAP_DIR, JointMap  # noqa: E402
+from dposerx_blender.core.mocap.retarget import JOINT_MAP_DIR, JointMap  # noqa: E402
 from training.mocap.sources import mocap_root  # noqa: E402
 
 # joint map -> (sample file, joints incl. end sites, frames, fps)

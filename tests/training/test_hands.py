@@ -14,7 +14,7 @@ from dposerx_blender.core.errors import DPoserError
 from dposerx_blender.core.layout import mirror_hand
 from dposerx_blender.core.skeleton import JOINT_INDEX, NUM_JOINTS, forward_kinematics
 from training.mocap import hands
-from training.mocap.aim import angle_between
+from dposerx_blender.core.mocap.aim import angle_between
 from training.mocap.sources import mocap_root
 from training.synthetic import synthetic_hand_poses
 

@@ -6,8 +6,8 @@ from scipy.spatial.transform import Rotation
 
 from dposerx_blender.core.errors import DPoserError
 from dposerx_blender.core.skeleton import BODY_JOINTS, JOINT_INDEX, JOINT_NAMES, NUM_JOINTS, PARENTS, REST_OFFSETS, TIP_OFFSETS
-from training.mocap.motion import Motion
-from training.mocap.retarget import Y_UP_TO_Z_UP, JointMap, retarget
+from dposerx_blender.core.mocap.motion import Motion
+from dposerx_blender.core.mocap.retarget import Y_UP_TO_Z_UP, JointMap, retarget
 
 Z_UP = Rotation.from_euler("x", 90, degrees=True).as_matrix()  # canonical (Y-up) -> a Z-up source world
 UNITS = 100.0  # centimetres

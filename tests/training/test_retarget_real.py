@@ -6,7 +6,7 @@ import torch
 from scipy.spatial.transform import Rotation
 
 from dposerx_blender.core.skeleton import BODY_JOINTS, JOINT_INDEX, NUM_JOINTS, forward_kinematics
-from training.mocap.retarget import detect_joint_map, load_joint_maps, retarget
+from dposerx_blender.core.mocap.retarget import detect_joint_map, load_joint_maps, retarget
 from training.mocap.sources import mocap_root
 
 ROOT = mocap_root()
@@ -32,7 +32,7 @@ def read(reader: str, files: tuple[str, ...]):
     if not all(p.exists() for p in paths):
         pytest.skip(f"missing {files}")
     if reader == "bvh":
-        from training.mocap.bvh import read_bvh
+        from dposerx_blender.core.mocap.bvh import read_bvh
 
         return read_bvh(paths[0])
     if reader == "asfamc":

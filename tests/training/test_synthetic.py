@@ -8,7 +8,7 @@ from scipy.spatial.transform import Rotation
 from dposerx_blender.core.skeleton import EYE_JOINTS, JAW_JOINT, REST_JOINTS, TIP_OFFSETS
 from training import synthetic as syn
 from training.mocap import hands
-from training.mocap.aim import angle_between
+from dposerx_blender.core.mocap.aim import angle_between
 
 N = 2000
 

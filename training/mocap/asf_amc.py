@@ -29,9 +29,9 @@ from pathlib import Path
 
 import numpy as np
 
-from training.mocap.bvh import axis_rotations
-from training.mocap.motion import Motion
-from training.mocap.text import is_float, parse_error
+from dposerx_blender.core.mocap.bvh import axis_rotations
+from dposerx_blender.core.mocap.motion import Motion
+from dposerx_blender.core.mocap.text import is_float, parse_error
 
 _ROTATION_DOFS = {"rx": "X", "ry": "Y", "rz": "Z"}
 _TRANSLATION_DOFS = {"tx": 0, "ty": 1, "tz": 2}

@@ -32,7 +32,7 @@ import numpy as np
 from bpy_extras import anim_utils
 
 from dposerx_blender.core.errors import DPoserError
-from training.mocap.motion import Motion
+from dposerx_blender.core.mocap.motion import Motion
 
 IMPORT_OPTIONS = {
     "use_anim": True,

@@ -45,7 +45,7 @@ from scipy.spatial.transform import Rotation
 from dposerx_blender.core.errors import DPoserError
 from dposerx_blender.core.skeleton import FINGERS, JOINT_INDEX, REST_OFFSETS, TIP_OFFSETS
 
-from .aim import aim, angle_between
+from dposerx_blender.core.mocap.aim import aim, angle_between
 from .sources import mocap_root
 
 NUM_LANDMARKS = 21

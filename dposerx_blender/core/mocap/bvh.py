@@ -22,9 +22,9 @@ from pathlib import Path
 import numpy as np
 from scipy.spatial.transform import Rotation
 
-from dposerx_blender.core.errors import DPoserError
-from training.mocap.motion import Motion
-from training.mocap.text import is_float, parse_error
+from ..errors import DPoserError
+from .motion import Motion
+from .text import is_float, parse_error
 
 _POSITION_CHANNELS = {"xposition": 0, "yposition": 1, "zposition": 2}
 _ROTATION_CHANNELS = {"xrotation": "X", "yrotation": "Y", "zrotation": "Z"}

@@ -23,9 +23,9 @@ import numpy as np
 import torch
 from scipy.spatial.transform import Rotation
 
-from dposerx_blender.core.errors import DPoserError
-from dposerx_blender.core.skeleton import (BODY_JOINTS, JOINT_INDEX, JOINT_NAMES, NUM_JOINTS, PARENTS, REST_JOINTS,
-                                           TIP_OFFSETS, forward_kinematics)
+from ..errors import DPoserError
+from ..skeleton import (BODY_JOINTS, JOINT_INDEX, JOINT_NAMES, NUM_JOINTS, PARENTS, REST_JOINTS, TIP_OFFSETS,
+                        forward_kinematics)
 
 from .aim import aim, angle_between
 from .motion import Motion

@@ -1,7 +1,7 @@
 """Small helpers shared by the text mocap parsers (BVH, ASF/AMC)."""
 from __future__ import annotations
 
-from dposerx_blender.core.errors import DPoserError
+from ..errors import DPoserError
 
 
 def parse_error(label: str, line: int, message: str) -> DPoserError:
