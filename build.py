@@ -7,6 +7,9 @@
     python build.py data [ARGS]      build the training set into data/ and the retarget report in docs/data.md
     python build.py train --part P   train the prior for part P (body|hand|face|whole); --help for options
     python build.py export           best checkpoints -> bundled_weights/ with metrics, pictures for docs/
+    python build.py extension [--platform linux-x64|windows-x64|macos-arm64|all]
+                                     Blender extension zips (package, weights, wheels) -> dist/, validated
+    python build.py demo             headless demo on the bundled weights -> out/demo.blend, out/contact_sheet.png
 """
 from __future__ import annotations
 
@@ -101,6 +104,10 @@ def main(argv: list[str]) -> None:
         in_venv(["-m", "training.train", *args])
     elif command == "export":
         in_venv(["-m", "training.export", *args])
+    elif command == "extension":
+        in_venv(["-m", "tools.extension", *args])
+    elif command == "demo":
+        in_venv(["-m", "tools.demo", *args])
     else:
         print(__doc__)
         sys.exit(0 if command in ("help", "-h", "--help") else 2)
