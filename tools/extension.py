@@ -27,12 +27,14 @@ DIST = ROOT / "dist"
 # not manylinux ones; Blender 4.5+ needs glibc 2.28. torch 2.13.0 for macOS arm64 exists only for macOS 14+.
 PLATFORMS = {"linux-x64": ("manylinux_2_28_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64"),
              "windows-x64": ("win_amd64",), "macos-arm64": ("macosx_14_0_arm64",)}
-# The extension's runtime requirements, pinned like the test venv: torch (CPU), smplx, safetensors, and the
-# requirements of those (torch imports sympy and networkx as it loads). smplx needs only torch and numpy.
+# The extension's runtime requirements, pinned like the test venv: torch (CPU), smplx, safetensors, scipy (mocap
+# import), and the requirements of those (torch imports sympy and networkx as it loads). smplx and scipy need
+# only numpy (scipy 1.17: numpy>=1.26.4, which Blender 4.5 and 5.0 bundle) besides torch.
 WHEELS = [
     "torch==2.13.0",
     "smplx==0.1.28",
     "safetensors==0.8.0",
+    "scipy==1.17.1",
     "filelock==4.2.11",
     "typing_extensions==4.16.0",
     "setuptools==84.2.1",

@@ -6,6 +6,7 @@ installs from the zip. The full zips, torch included, are validated by `python b
 """
 from __future__ import annotations
 
+import ast
 import json
 import os
 import subprocess
@@ -21,6 +22,7 @@ from packaging.requirements import Requirement
 from tools import extension
 
 HERE = Path(__file__).parent
+ROOT = HERE.parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -49,6 +51,22 @@ def test_wheel_list_covers_the_runtime_requirements():
     requirements = [Requirement(r) for name in shipped for r in metadata.requires(name) or ()]
     needed = {extension.canonical(r.name) for r in requirements if r.marker is None or "extra" not in str(r.marker)}
     assert needed - shipped - {"numpy"} == set()
+
+
+def test_wheels_cover_the_packages_imports():
+    """Every third-party module the shipped package imports is shipped or comes with Blender (the CLI's
+    progress bars, tqdm, are optional and outside Blender)."""
+    blender = {"bpy", "bmesh", "bpy_extras", "mathutils", "numpy"}
+    modules = set()
+    for path in (ROOT / "dposerx_blender").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                modules |= {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0:
+                modules.add(node.module.split(".")[0])
+    third_party = modules - set(sys.stdlib_module_names) - {"dposerx_blender", "__future__"}
+    shipped = {extension.canonical(r.split("==")[0]) for r in extension.WHEELS}
+    assert third_party - blender - shipped - {"tqdm"} == set()
 
 
 def test_zip_installs_enables_and_completes_a_pose(lite_zip, tmp_path):
