@@ -1,9 +1,9 @@
 """Everything that touches bpy: registration order here, one module per concern."""
 import bpy
 
-from . import jobs, locks, panels, props, skeleton_builder, solver_ops
+from . import io_ops, jobs, locks, panels, props, skeleton_builder, solver_ops
 
-_CLASSES = (*locks.classes, *skeleton_builder.classes, *solver_ops.classes, *panels.classes)
+_CLASSES = (*locks.classes, *skeleton_builder.classes, *solver_ops.classes, *panels.classes, *io_ops.classes)
 
 
 def register():
@@ -11,9 +11,13 @@ def register():
     for cls in _CLASSES:
         bpy.utils.register_class(cls)
     bpy.types.VIEW3D_MT_armature_add.append(skeleton_builder.draw_add_menu)
+    bpy.types.TOPBAR_MT_file_import.append(io_ops.draw_import_menu)
+    bpy.types.TOPBAR_MT_file_export.append(io_ops.draw_export_menu)
 
 
 def unregister():
+    bpy.types.TOPBAR_MT_file_export.remove(io_ops.draw_export_menu)
+    bpy.types.TOPBAR_MT_file_import.remove(io_ops.draw_import_menu)
     bpy.types.VIEW3D_MT_armature_add.remove(skeleton_builder.draw_add_menu)
     for cls in reversed(_CLASSES):
         bpy.utils.unregister_class(cls)

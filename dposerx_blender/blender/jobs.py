@@ -24,6 +24,7 @@ class Plan:
 
     work: Callable[[Any, Callable[[int, int], None]], Any]
     apply: Callable[[Any], str]
+    uses_prior: bool = True  # False: `work` gets None instead of the prior (file import and export)
 
 
 def load_prior(weights_dir: str, device: str):
@@ -68,11 +69,14 @@ class Job:
     def run(self) -> None:
         """The job's whole computation; also called directly for a synchronous run."""
         try:
-            if self.threads:
-                import torch
+            prior = None
+            if self.plan.uses_prior:
+                if self.threads:
+                    import torch
 
-                torch.set_num_threads(self.threads)
-            self.result = self.plan.work(load_prior(self.weights_dir, self.device), self.progress)
+                    torch.set_num_threads(self.threads)
+                prior = load_prior(self.weights_dir, self.device)
+            self.result = self.plan.work(prior, self.progress)
         except Exception as exc:  # handed to the main thread, which reports it
             self.error = exc
 

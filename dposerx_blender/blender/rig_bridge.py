@@ -188,3 +188,50 @@ def world_to_smplx(rig: Rig, point) -> np.ndarray:
     local = rig.object.matrix_world.inverted() @ Vector(point)
     pelvis = rig.object.pose.bones[rig.bone_names[0]].head
     return rig.axes @ np.array(local - pelvis) * rig.metres_per_unit
+
+
+# --- Translation: the pelvis's offset from its rest position (AMASS `trans`), in metres, SMPL-X frame -------
+
+
+def rest_pelvis(rig: Rig) -> np.ndarray:
+    """The pelvis's rest position from the armature origin, (3,) metres in the rig's SMPL-X frame."""
+    return rig.axes @ np.array(rig.object.data.bones[rig.bone_names[0]].head_local) * rig.metres_per_unit
+
+
+def _translation_frame(rig: Rig, on_root: bool):
+    """(bone, turn (3, 3), shift (3,), to_bone (3, 3)): the bone that carries the translation and the maps
+    offset = trans @ turn + shift (SMPL-X frame, metres, what the bone's location moves) and
+    location = offset @ to_bone / metres_per_unit. A rotated root turns the pelvis about the root's head, as
+    it does for the rotations (see _root_rotation)."""
+    if on_root and not rig.root:
+        raise DPoserError(f"'{rig.object.name}' has no '{ROOT_BONE}' bone above the pelvis: put the translation "
+                          f"on the pelvis.")
+    turn, lever = np.eye(3), np.zeros(3)
+    if rig.root:
+        root = rig.object.pose.bones[rig.root]
+        turn = _root_rotation(rig, rig_math.channels_to_matrix(root.rotation_mode, current_channels(root))[None])[0]
+        bones = rig.object.data.bones
+        lever = rig.axes @ (np.array(bones[rig.bone_names[0]].head_local) - np.array(bones[rig.root].head_local))
+        lever = lever * rig.metres_per_unit
+    name = rig.root if on_root else rig.bone_names[0]
+    rest = rig_math.nearest_rotation(np.array(rig.object.data.bones[name].matrix_local.to_3x3()))
+    if on_root:  # the root's location moves everything; its rotation still turns the pelvis about its head
+        return name, np.eye(3), lever - lever @ turn.T, rig.axes @ rest
+    return name, turn, lever @ turn - lever, rig.axes @ rest
+
+
+def translation_channel(rig: Rig, trans: np.ndarray, on_root: bool = False) -> keyframes.Channel:
+    """trans (T, 3) -> the location channel of the pelvis (as the SMPL-X add-on keys it) or of the root bone."""
+    name, turn, shift, to_bone = _translation_frame(rig, on_root)
+    values = (trans @ turn + shift) @ to_bone / rig.metres_per_unit
+    return keyframes.Channel(f'pose.bones["{name}"].location', name, values)
+
+
+def read_translation(rig: Rig, frames: np.ndarray, on_root: bool = False) -> np.ndarray:
+    """The translation (T, 3) at `frames` from the pelvis's (or root's) location F-curves; inverse of
+    `translation_channel`."""
+    name, turn, shift, to_bone = _translation_frame(rig, on_root)
+    path = f'pose.bones["{name}"].location'
+    location = keyframes.evaluate_channel(keyframes.object_channelbag(rig.object, create=False), path, 3, frames,
+                                          rig.object.pose.bones[name].location)
+    return (location * rig.metres_per_unit @ to_bone.T - shift) @ turn.T

@@ -159,13 +159,12 @@ def _axis_angle_channels_to_quaternion(axis_angle_channels: np.ndarray) -> np.nd
 
 def make_continuous(quats: np.ndarray, reference: np.ndarray | None = None) -> np.ndarray:
     """quats (T, ..., 4) -> same rotations with dot(q_t, q_{t-1}) >= 0 (q_0 against `reference` if given)."""
-    out = quats.copy()
-    previous = reference
-    for t in range(len(out)):
-        if previous is not None:
-            out[t] = np.where((out[t] * previous).sum(-1, keepdims=True) < 0, -out[t], out[t])
-        previous = out[t]
-    return out
+    if not len(quats):
+        return quats.copy()
+    first = np.zeros(quats.shape[1:-1], bool) if reference is None else (quats[0] * reference).sum(-1) < 0
+    flips = np.concatenate([first[None], (quats[1:] * quats[:-1]).sum(-1) < 0])  # (T, ...) against the raw previous
+    signs = np.where(np.cumsum(flips, axis=0) % 2 == 1, -1.0, 1.0)  # each flip also flips everything after it
+    return quats * signs[..., None]
 
 
 def nearest_rotation(mats: np.ndarray) -> np.ndarray:

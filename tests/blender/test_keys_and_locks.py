@@ -17,7 +17,7 @@ def keys(fcurve):
 
 def test_register_unregister_register():
     ours = [name for name in dir(bpy.types) if name.startswith("DPOSERX_")]
-    assert len(ours) == 17  # 10 operators, 6 panels, the scene settings (preferences are listed elsewhere)
+    assert len(ours) == 21  # 13 operators, 7 panels, the scene settings (preferences are listed elsewhere)
     dposerx_blender.unregister()
     try:
         assert not [name for name in dir(bpy.types) if name.startswith("DPOSERX_")]
