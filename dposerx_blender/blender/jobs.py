@@ -6,7 +6,9 @@ Esc makes the progress callback raise `Cancelled`; on cancel or error nothing is
 """
 from __future__ import annotations
 
+import os
 import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -40,8 +42,33 @@ def clear_priors() -> None:
     _PRIORS.clear()
 
 
+def thread_count(preference: int) -> int:
+    """torch CPU threads for a job: the preference, or for 0 (Automatic) one fewer than the CPUs Blender may use,
+    so that a core stays free for Blender's interface. torch's threads spin while they wait for each other: more
+    threads than free cores make a job many times slower, not faster."""
+    if preference > 0:
+        return preference
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, cpus - 1)
+
+
+@contextmanager
+def torch_threads(count: int):
+    """torch's intra-op thread count for the work inside, restored afterwards. OpenMP and MKL keep the count per
+    calling thread (a new thread starts from the machine's default), so this runs in the thread that computes."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
 class Job:
-    """Runs `plan.work` on a thread; the main thread polls `finished`, reads `fraction`, and may `cancel`."""
+    """Runs `plan.work` on a thread; the main thread polls `finished`, reads `fraction`, and may `cancel`.
+    `threads` is the preference (0: automatic, see `thread_count`)."""
 
     def __init__(self, plan: Plan, weights_dir: str, device: str, threads: int):
         self.plan, self.weights_dir, self.device, self.threads = plan, weights_dir, device, threads
@@ -69,14 +96,11 @@ class Job:
     def run(self) -> None:
         """The job's whole computation; also called directly for a synchronous run."""
         try:
-            prior = None
             if self.plan.uses_prior:
-                if self.threads:
-                    import torch
-
-                    torch.set_num_threads(self.threads)
-                prior = load_prior(self.weights_dir, self.device)
-            self.result = self.plan.work(prior, self.progress)
+                with torch_threads(thread_count(self.threads)):
+                    self.result = self.plan.work(load_prior(self.weights_dir, self.device), self.progress)
+            else:
+                self.result = self.plan.work(None, self.progress)
         except Exception as exc:  # handed to the main thread, which reports it
             self.error = exc
 

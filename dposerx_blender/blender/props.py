@@ -11,7 +11,8 @@ class DPOSERX_AP_preferences(bpy.types.AddonPreferences):
     bl_idname = ADDON_PACKAGE
 
     threads: IntProperty(name="Threads", default=0, min=0, max=256,
-                         description="CPU threads for the prior (0: as many as torch chooses)")
+                         description="CPU threads for the prior (0: automatic, one fewer than the CPU cores, "
+                                     "leaving one for Blender). More threads than idle cores slow it down")
     device: EnumProperty(name="Device", default='cpu',
                          items=[('cpu', "CPU", "Run the prior on the CPU"),
                                 ('cuda', "CUDA GPU", "Run the prior on an NVIDIA GPU (needs a CUDA build of torch)")])

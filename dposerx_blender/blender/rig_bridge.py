@@ -12,19 +12,13 @@ import numpy as np
 
 from ..core import rig_math
 from ..core.errors import DPoserError
+from ..core.skeleton import JOINT_NAMES
 from . import keyframes
 
 ROOT_BONE = "root"
 # The Meshcapade add-on drops the "_smplhf" suffix of the eye joints.
 EYE_ALIASES = {"left_eye_smplhf": "left_eye", "right_eye_smplhf": "right_eye"}
 QUATERNION_PATHS = {"QUATERNION": "rotation_quaternion", "AXIS_ANGLE": "rotation_axis_angle"}
-
-
-def joint_names() -> tuple[str, ...]:
-    # Imported on use: core.skeleton pulls in torch, which registering the add-on must not wait for.
-    from ..core.skeleton import JOINT_NAMES
-
-    return JOINT_NAMES
 
 
 def rotation_path(mode: str) -> str:
@@ -58,7 +52,7 @@ def find_rig(ob) -> Rig:
         raise DPoserError("Select an SMPL-X armature (the active object is not an armature).")
     bones = ob.data.bones
     names, missing = [], []
-    for name in joint_names():
+    for name in JOINT_NAMES:
         found = next((n for n in (name, EYE_ALIASES.get(name, name)) if n in bones), None)
         (names if found else missing).append(found or name)
     if len(missing) > len(names):

@@ -6,6 +6,8 @@ import bmesh
 import bpy
 import numpy as np
 
+from ..core.skeleton import BODY_JOINTS, JOINT_NAMES, PARENTS, REST_JOINTS, TIP_OFFSETS
+
 SMPLX_TO_BLENDER = np.array([[1.0, 0, 0], [0, 0, -1], [0, 1, 0]])  # SMPL-X Y-up (x, y, z) -> Z-up (x, -z, y)
 BODY_BONE_LENGTH = 0.1  # the MPI rig's bone length
 SMALL_BONE_LENGTH = 0.02  # fingers, jaw and eyes, so they do not hide each other
@@ -25,8 +27,6 @@ def _joint_shape():
 
 
 def build_skeleton(context, name: str = "SMPL-X"):
-    from ..core.skeleton import BODY_JOINTS, JOINT_NAMES, PARENTS, REST_JOINTS, TIP_OFFSETS
-
     # Stand on the floor: the lowest toe tip at z = 0.
     tips = [REST_JOINTS[j] + offset for j, offset in TIP_OFFSETS.items()]
     heads = (REST_JOINTS - np.vstack([REST_JOINTS, tips])[:, 1].min() * np.array([0, 1, 0])) @ SMPLX_TO_BLENDER.T

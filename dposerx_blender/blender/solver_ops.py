@@ -6,6 +6,7 @@ import bpy
 import numpy as np
 
 from ..core.errors import DPoserError
+from ..core.skeleton import BODY_JOINTS, EYE_JOINTS, JAW_JOINT, LEFT_HAND_JOINTS, RIGHT_HAND_JOINTS
 from . import pose_library, rig_bridge
 from .jobs import JobOperator, Plan
 from .locks import locked_mask
@@ -16,8 +17,6 @@ PIN_KEY = "dposerx_pin"  # empty ID property: the name of the bone it pulls
 
 def part_mask(settings) -> np.ndarray:
     """(55,) bool, True for the joints of the parts the prior may change (never the global orientation)."""
-    from ..core.skeleton import BODY_JOINTS, EYE_JOINTS, JAW_JOINT, LEFT_HAND_JOINTS, RIGHT_HAND_JOINTS
-
     mask = np.zeros(55, dtype=bool)
     for enabled, joints in ((settings.part_body, BODY_JOINTS),
                             (settings.part_hands, LEFT_HAND_JOINTS + RIGHT_HAND_JOINTS),

@@ -6,13 +6,23 @@ T-pose with palms down and thumbs forward.
 """
 from __future__ import annotations
 
-import numpy as np
-import torch
-from smplx.joint_names import JOINT_NAMES as _SMPLX_JOINT_NAMES
-from smplx.lbs import batch_rigid_transform
+from typing import TYPE_CHECKING
 
-# The first 55 entries of smplx's list are the skeleton joints; the rest are surface landmarks.
-JOINT_NAMES: tuple[str, ...] = tuple(_SMPLX_JOINT_NAMES[:55])
+import numpy as np
+
+if TYPE_CHECKING:
+    import torch
+
+# torch and smplx are imported inside forward_kinematics only: the tables load without them (Blender registers
+# the extension without waiting for torch).
+FINGERS = ("index", "middle", "pinky", "ring", "thumb")  # SMPL-X order within each hand
+# The 55 skeleton joints of SMPL-X (smplx's JOINT_NAMES[:55]): body, jaw and eyes, then three joints per finger.
+JOINT_NAMES: tuple[str, ...] = (
+    "pelvis", "left_hip", "right_hip", "spine1", "left_knee", "right_knee", "spine2", "left_ankle", "right_ankle",
+    "spine3", "left_foot", "right_foot", "neck", "left_collar", "right_collar", "head", "left_shoulder",
+    "right_shoulder", "left_elbow", "right_elbow", "left_wrist", "right_wrist", "jaw", "left_eye_smplhf",
+    "right_eye_smplhf",
+) + tuple(f"{side}_{finger}{k}" for side in ("left", "right") for finger in FINGERS for k in (1, 2, 3))
 NUM_JOINTS = 55
 JOINT_INDEX = {name: i for i, name in enumerate(JOINT_NAMES)}
 
@@ -27,7 +37,6 @@ _PARENT_NAMES = {
     "left_wrist": "left_elbow", "right_wrist": "right_elbow",
     "jaw": "head", "left_eye_smplhf": "head", "right_eye_smplhf": "head",
 }
-FINGERS = ("index", "middle", "pinky", "ring", "thumb")  # SMPL-X order within each hand
 for _side in ("left", "right"):
     for _finger in FINGERS:
         _PARENT_NAMES[f"{_side}_{_finger}1"] = f"{_side}_wrist"
@@ -171,6 +180,9 @@ def forward_kinematics(rot_mats: torch.Tensor, rest: torch.Tensor | np.ndarray |
     far ends of the leaf segments (head top, toes, finger tips...) appended in TIP_JOINTS order.
     Device and dtype follow rot_mats.
     """
+    import torch
+    from smplx.lbs import batch_rigid_transform
+
     batch = rot_mats.shape[0]
     rest = torch.as_tensor(REST_JOINTS if rest is None else rest, dtype=rot_mats.dtype, device=rot_mats.device)
     rest = rest.expand(batch, NUM_JOINTS, 3)

@@ -2,13 +2,17 @@
 from __future__ import annotations
 
 import math
+import sys
+import types
+from types import SimpleNamespace
 
 import bpy
 import numpy as np
 import pytest
 
 import dposerx_blender
-from dposerx_blender.blender import jobs
+import dposerx_blender.core
+from dposerx_blender.blender import jobs, rig_bridge
 from dposerx_blender.blender.props import ADDON_PACKAGE
 from dposerx_blender.core.skeleton import JOINT_NAMES, PARENTS, REST_JOINTS
 
@@ -120,3 +124,56 @@ def snapshot():
                 fc.keyframe_points.foreach_get("co", co)
                 state[action.name, fc.data_path, fc.array_index] = co.tobytes()
     return state
+
+
+def _fill(pose, observed, seed):
+    """A fake solver result: observed joints passed through, the others set to seeded rotations."""
+    out = np.array(pose, dtype=np.float64).reshape(-1, 55, 3).copy()
+    out[:, ~np.asarray(observed)] = np.random.default_rng(seed).normal(size=(len(out), int((~observed).sum()), 3)) * .3
+    return out.reshape(-1, 165)
+
+
+@pytest.fixture
+def calls(monkeypatch, fake_prior):
+    """Fake core.tasks; each call is recorded as (name, kwargs)."""
+    log = []
+
+    def complete(prior, pose, observed, hypotheses=10, seed=0, strength=1.0, progress=None):
+        log.append(("complete", dict(pose=pose, observed=observed, hypotheses=hypotheses, seed=seed)))
+        progress(1, 1)
+        hyps = np.stack([_fill(pose, observed, seed + k)[0] for k in range(hypotheses)])[None]
+        return SimpleNamespace(poses=hyps[:, 0], hypotheses=hyps, energy=np.zeros((1, hypotheses)))
+
+    def vary(prior, pose, strength=0.3, observed=None, seed=0, count=1, progress=None):
+        log.append(("vary", dict(observed=observed, strength=strength)))
+        return np.concatenate([_fill(pose, observed, seed + k) for k in range(count)])
+
+    def solve_pins(prior, pose, targets, observed, rest_joints=None, seed=0, progress=None):
+        log.append(("solve_pins", dict(targets=targets, observed=observed, rest_joints=rest_joints)))
+        return SimpleNamespace(pose=_fill(pose, observed, seed)[0], residual_mm={j: 3.0 for j in targets})
+
+    def denoise_track(prior, track, locked=None, fps=30.0, strength=1.0, seed=0, progress=None):
+        log.append(("denoise_track", dict(track=track, locked=locked, fps=fps)))
+        return _fill(track, locked, seed)
+
+    def generate(prior, count, seed=0, steps=10, sampler="ddim", temperature=1.0, condition=None, observed=None,
+                 parts=("body", "hands", "face"), progress=None):
+        log.append(("generate", dict(count=count, condition=condition, observed=observed, parts=parts)))
+        base = np.zeros((count, 165)) if condition is None else np.tile(condition, (count, 1))
+        return _fill(base, observed if observed is not None else np.eye(55, dtype=bool)[0], seed)
+
+    fake = types.ModuleType("dposerx_blender.core.tasks")
+    for fn in (complete, vary, solve_pins, denoise_track, generate):
+        setattr(fake, fn.__name__, fn)
+    monkeypatch.setitem(sys.modules, "dposerx_blender.core.tasks", fake)
+    monkeypatch.setattr(dposerx_blender.core, "tasks", fake, raising=False)
+    return log
+
+
+def posed_rig(make, locked=("pelvis", "left_knee", "head", "left_index2")):
+    ob = make()
+    rig = rig_bridge.find_rig(ob)
+    rig_bridge.apply_pose(rig, random_pose(5, 0.4), range(55))
+    select_bones(ob, {rig.bone_names[JOINT_NAMES.index(n)] for n in locked})
+    bpy.ops.dposerx.lock_selected()
+    return ob, rig

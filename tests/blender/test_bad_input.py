@@ -2,8 +2,7 @@
 import bpy
 import numpy as np
 import pytest
-from conftest import make_rig, mpi_rig, random_pose, select_bones, snapshot
-from test_operators import calls, posed_rig  # noqa: F401  (fixture)
+from conftest import make_rig, mpi_rig, posed_rig, random_pose, select_bones, snapshot
 
 from dposerx_blender.blender import rig_bridge
 from dposerx_blender.blender.props import preferences
@@ -25,7 +24,7 @@ def edit_mode():
 
 
 def non_smplx():
-    make_rig(skip=tuple(rig_bridge.joint_names()[2:]))
+    make_rig(skip=tuple(rig_bridge.JOINT_NAMES[2:]))
 
 
 def missing_bones():

@@ -1,4 +1,8 @@
 """Bulk keyframes (frames, untouched neighbours, quaternion continuity), locked bones, register/unregister."""
+import subprocess
+import sys
+from pathlib import Path
+
 import bpy
 import numpy as np
 import pytest
@@ -27,6 +31,15 @@ def test_register_unregister_register():
         dposerx_blender.register()
     assert [name for name in dir(bpy.types) if name.startswith("DPOSERX_")] == ours
     assert bpy.ops.dposerx.complete_pose.poll() is False
+
+
+def test_registering_waits_for_no_torch():
+    """Blender registers extensions at start-up; torch and smplx (seconds to import) wait for the first job."""
+    code = ("import sys, dposerx_blender; dposerx_blender.register(); "
+            "print('heavy:', {'torch', 'smplx'} & set(sys.modules))")
+    run = subprocess.run([sys.executable, "-c", code], cwd=Path(dposerx_blender.__file__).parents[1],
+                         capture_output=True, text=True, check=True)
+    assert "heavy: set()" in run.stdout
 
 
 def test_keys_on_the_right_frames_and_neighbours_untouched():

@@ -68,7 +68,7 @@ def test_track_reads_keys_frame_by_frame():
 
 @pytest.mark.parametrize("rig_kwargs, message", [
     (dict(skip=("left_knee", "right_thumb3")), "lacks SMPL-X bones: left_knee, right_thumb3"),
-    (dict(skip=tuple(n for n in rig_bridge.joint_names() if n not in ("pelvis", "spine1"))),
+    (dict(skip=tuple(n for n in rig_bridge.JOINT_NAMES if n not in ("pelvis", "spine1"))),
      "not an SMPL-X armature"),
 ])
 def test_bad_rigs_are_named(rig_kwargs, message):
