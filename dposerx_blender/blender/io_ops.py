@@ -89,14 +89,10 @@ class _FileJob:
             return JobOperator.invoke(self, context, None)
         return JobOperator.execute(self, context)
 
-    def read_path(self) -> Path:
-        path = Path(bpy.path.abspath(self.filepath))
-        if not path.is_file():
-            raise DPoserError(f"{path}: file not found")
-        return path
-
 
 class _ImportJob(_FileJob):
+    """Imports run without an active armature too (a new skeleton is added) and draw their `option_names`."""
+
     @classmethod
     def poll(cls, context):
         if context.mode not in {'OBJECT', 'POSE'}:
@@ -109,6 +105,12 @@ class _ImportJob(_FileJob):
         layout.use_property_split = True
         for name in self.option_names:
             layout.prop(self, name)
+
+    def read_path(self) -> Path:
+        path = Path(bpy.path.abspath(self.filepath))
+        if not path.is_file():
+            raise DPoserError(f"{path}: file not found")
+        return path
 
 
 class DPOSERX_OT_import_smplx_npz(_ImportJob, ImportHelper, JobOperator, bpy.types.Operator):

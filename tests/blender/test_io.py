@@ -1,6 +1,7 @@
 """Animation files: SMPL-X npz import/export round trips, frame-rate resampling, the SMPL-X add-on's translation
 convention, BVH import through every BVH preset against the retargeter, and bad files that change nothing."""
 import math
+import time
 
 import bpy
 import numpy as np
@@ -77,6 +78,17 @@ def test_import_export_round_trip(tmp_path, rig, options):
     assert back.fps == 30.0 and back.poses.shape == motion.poses.shape
     assert rotation_error(back.poses, motion.poses) < ROUND_TRIP_RAD
     np.testing.assert_allclose(back.trans, motion.trans, atol=1e-5)
+
+
+def test_ten_thousand_frames_import_in_seconds(tmp_path):
+    """The bulk key path: 10,000 frames x 55 bones (+ translation) is about 3 s on one core; 30 s allows for a
+    busy machine."""
+    write_amass_npz(tmp_path / "long.npz", random_motion(10_000))
+    set_fps(30)
+    start = time.perf_counter()
+    assert import_npz(tmp_path / "long.npz") == {'FINISHED'}
+    assert time.perf_counter() - start < 30
+    assert bpy.context.scene.dposerx.frame_end == 10_000
 
 
 def test_split_keys_import_like_poses(tmp_path):
@@ -308,7 +320,7 @@ def test_bad_import_reports_and_changes_nothing(tmp_path, kind, make_file, optio
     options = dict(options)
     rig = options.pop("rig", "mpi")
     {"mpi": mpi_rig, "meshcapade": meshcapade_rig,
-     "non-smplx": lambda: make_rig(skip=tuple(rig_bridge.joint_names()[2:]))}[rig]()
+     "non-smplx": lambda: make_rig(skip=tuple(rig_bridge.JOINT_NAMES[2:]))}[rig]()
     path = make_file(tmp_path)
     before = state()
     operator = bpy.ops.dposerx.import_smplx_npz if kind == "npz" else bpy.ops.dposerx.import_bvh
