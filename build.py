@@ -10,6 +10,8 @@
     python build.py extension [--platform linux-x64|windows-x64|macos-arm64|all]
                                      Blender extension zips (package, weights, wheels) -> dist/, validated
     python build.py demo             headless demo on the bundled weights -> out/demo.blend, out/contact_sheet.png
+    python build.py bench [--quick]  benchmarks against retrained baselines -> docs/benchmarks.md (builds data/
+                                     first if it is missing; --quick: reduced sizes, under 5 minutes)
 """
 from __future__ import annotations
 
@@ -104,6 +106,11 @@ def main(argv: list[str]) -> None:
         in_venv(["-m", "training.train", *args])
     elif command == "export":
         in_venv(["-m", "training.export", *args])
+    elif command == "bench":
+        if not (ROOT / "data" / "manifest.json").exists():
+            print("build.py: data/ is missing; building it first (python build.py data)", flush=True)
+            in_venv(["-m", "training.dataset"])
+        in_venv(["-m", "bench", *args])
     elif command == "extension":
         in_venv(["-m", "tools.extension", *args])
     elif command == "demo":

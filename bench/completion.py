@@ -1,0 +1,153 @@
+"""Completion quality: occlude a group of joints of held-out poses, complete it with k hypotheses per method,
+and measure the positions the occluded rotations move (training/evaluate.py's points and skeleton).
+
+Every optimising method runs through `solvers.optimize` with the completion schedule (2 x 100 Adam steps,
+lr 0.1, data weights 100 and 50). Baselines turn the DPoser regulariser off (prior weight 0) and put their own
+energy under the schedule's "stay" term with the regulariser's weights (0.1, 0.2, divided by the number of
+rows as `solvers.complete` does); "stay" is just the name of the weighted slot, not a pull to the start.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from dposerx_blender.core.layout import MODEL_SLICES, joint_mask_to_model_mask
+from dposerx_blender.core.skeleton import NUM_JOINTS, OCCLUSION_GROUPS
+from dposerx_blender.core.solvers import SCHEDULES, complete, optimize
+from training.evaluate import affected_points, positions, to_model
+
+from .gmm import MaxMixtureEnergy
+from .metrics import average_pairwise_distance
+from .vposer import BODY_DIM, VPoser
+
+GROUPS = ("left_leg", "legs", "arms", "trunk", "hands")
+BODY = MODEL_SLICES["body"]
+# obs (B, D), mask (B, D), hypotheses, generator -> completed normalised model vectors (B, K, D)
+Method = Callable[[torch.Tensor, torch.Tensor, int, torch.Generator], torch.Tensor]
+
+
+def test_poses(data_dir: Path, count: int, with_hands: bool) -> torch.Tensor:
+    """`count` evenly spaced held-out body poses as raw model vectors (count, 162); hands flat (like the CMU
+    tracks) or, with_hands, held-out left and right hand poses paired with them in order."""
+    def spaced(rows):
+        return torch.from_numpy(rows[np.linspace(0, len(rows) - 1, count).astype(int)]).float()
+
+    with np.load(data_dir / "body" / "test.npz") as body:
+        poses = to_model("body", spaced(body["poses"]))
+    if with_hands:
+        with np.load(data_dir / "whole" / "test.npz") as whole:
+            for side, column in (("left_hand", 1), ("right_hand", 2)):
+                alone = whole["present"][:, column] & ~whole["present"][:, 0]
+                poses[:, MODEL_SLICES[side]] = spaced(whole["model"][alone])[:, MODEL_SLICES[side]]
+    return poses
+
+
+def _rows(obs: torch.Tensor, mask: torch.Tensor, hypotheses: int, generator) -> tuple:
+    """Observations and masks repeated per hypothesis, and the start: observed values, N(0, 1) elsewhere
+    (as `solvers.complete` starts)."""
+    obs = obs.repeat_interleave(hypotheses, 0)
+    keep = mask.repeat_interleave(hypotheses, 0)
+    return obs, keep, torch.where(keep, obs, torch.randn(obs.shape, generator=generator))
+
+
+def _with_energy(start: torch.Tensor, to_model_vector: Callable, penalty: Callable, obs, keep) -> torch.Tensor:
+    """The completion schedule with the DPoser regulariser off and `penalty` in its place (the "stay" slot)."""
+    base = SCHEDULES["complete"]
+    schedule = replace(base, prior=(0.0, 0.0), stay=tuple(w / len(obs) for w in base.prior))
+
+    def energy(x, _round):
+        model = to_model_vector(x)
+        return {"data": ((model - obs) ** 2 * keep).sum(1) / keep.numel(), "stay": penalty(x)}
+
+    x = optimize(None, start, energy, schedule)
+    with torch.no_grad():
+        return torch.where(keep, obs, to_model_vector(x))
+
+
+def dposer(model, schedule=SCHEDULES["complete"]) -> Method:
+    return lambda obs, mask, k, generator: complete(model, obs, mask, k, schedule, generator)
+
+
+def no_prior() -> Method:
+    """Data term only: the occluded dimensions keep their N(0, 1) start."""
+    schedule = replace(SCHEDULES["complete"], prior=(0.0, 0.0))
+    return lambda obs, mask, k, generator: complete(None, obs, mask, k, schedule, generator)
+
+
+def mean_pose() -> Method:
+    """The training mean (zero in normalised space) in every occluded dimension; one hypothesis."""
+    return lambda obs, mask, k, generator: torch.where(mask, obs, torch.zeros_like(obs))[:, None]
+
+
+def _body_only(mask: torch.Tensor) -> None:
+    if not mask[:, BODY.stop:].all():
+        raise ValueError("this baseline models the body only: occlude body joints only")
+
+
+def gmm(mixture, normalizer) -> Method:
+    energy = MaxMixtureEnergy(mixture)
+
+    def run(obs, mask, k, generator):
+        _body_only(mask)
+        obs_rows, keep, start = _rows(obs, mask, k, generator)
+        penalty = lambda x: energy(normalizer.denormalize(x)[:, BODY]) / BODY_DIM  # noqa: E731
+        return _with_energy(start, lambda x: x, penalty, obs_rows, keep).reshape(len(obs), k, -1)
+    return run
+
+
+def vposer(vae: VPoser, normalizer) -> Method:
+    """Optimise VPoser's latent code (start N(0, I)) under an L2 penalty, the body decoded from it."""
+    mean, std = normalizer.mean[BODY], normalizer.std[BODY]
+    vae.requires_grad_(False)  # only the latent code is optimised
+
+    def run(obs, mask, k, generator):
+        _body_only(mask)
+        obs_rows, keep, _ = _rows(obs, mask, k, generator)
+        z = torch.randn(len(obs_rows), vae.latent, generator=generator)
+
+        def to_model_vector(z):
+            return torch.cat([(vae.decode(z) - mean) / std, obs_rows[:, BODY.stop:]], 1)
+
+        return _with_energy(z, to_model_vector, lambda z: 0.5 * (z**2).mean(1), obs_rows, keep).reshape(len(obs), k, -1)
+    return run
+
+
+def nearest_training(train_normalised: torch.Tensor) -> Method:
+    """The k training poses nearest on the observed body dimensions supply the occluded ones."""
+    def run(obs, mask, k, generator):
+        _body_only(mask)
+        observed_body = mask[0, BODY].float()
+        distances = torch.cdist(obs[:, BODY] * observed_body, train_normalised * observed_body)
+        nearest = distances.topk(k, largest=False).indices  # (B, k)
+        out = obs[:, None].repeat(1, k, 1)
+        out[..., BODY] = torch.where(mask[:, None, BODY], out[..., BODY], train_normalised[nearest])
+        return out
+    return run
+
+
+@torch.no_grad()
+def evaluate(method: Method, truth_raw: torch.Tensor, normalizer, group: str, hypotheses: int, seed: int) -> dict:
+    """Best-of-k and mean error (mm), APD across hypotheses (mm) on the points the group moves, and seconds."""
+    joint_mask = np.ones(NUM_JOINTS, bool)
+    joint_mask[list(OCCLUSION_GROUPS[group])] = False
+    mask = torch.from_numpy(joint_mask_to_model_mask(joint_mask)).expand_as(truth_raw)
+    obs = normalizer.normalize(truth_raw)
+    generator = torch.Generator().manual_seed(seed)
+    start = time.perf_counter()
+    with torch.enable_grad():
+        completed = method(obs, mask, hypotheses, generator)
+    seconds = time.perf_counter() - start
+    points = affected_points(OCCLUSION_GROUPS[group])
+    k = completed.shape[1]
+    found = positions("whole", normalizer.denormalize(completed.reshape(-1, obs.shape[1])))[:, points]
+    found = found.reshape(len(obs), k, len(points), 3)
+    true = positions("whole", truth_raw)[:, points]
+    errors = 1000 * (found - true[:, None]).norm(dim=-1).mean(-1)  # (B, k)
+    apd = np.mean([average_pairwise_distance(1000 * f.numpy()) for f in found])
+    return {"best_mm": errors.min(1).values.mean().item(), "mean_mm": errors.mean().item(), "apd_mm": float(apd),
+            "hypotheses": k, "poses": len(obs), "seconds": seconds}
