@@ -1,0 +1,216 @@
+"""The pictures of docs/user_guide.md, from real runs of the operators (bundled weights, Blender in background
+mode, Workbench on the CPU): `.venv/bin/python -m tools.guide_images` rewrites docs/img/guide_*.png.
+
+Armatures do not render, so every pose is drawn as a tube figure (tools.demo.stick_figure); grey is the input,
+blue the result, a red ball a pin.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import bpy
+import numpy as np
+
+import dposerx_blender
+from dposerx_blender.blender import rig_bridge
+from dposerx_blender.blender.props import ADDON_PACKAGE
+from tools.demo import HELDOUT, stick_figure
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "docs" / "img"
+GREY, BLUE, RED = (0.55, 0.55, 0.55, 1.0), (0.2, 0.45, 0.85, 1.0), (0.85, 0.15, 0.1, 1.0)
+PELVIS_HEIGHT = 0.97  # the project's skeleton stands on the floor with its pelvis about this high
+ARMS = ("left_collar", "left_shoulder", "left_elbow", "right_collar", "right_shoulder", "right_elbow")
+
+
+def new_skeleton(pose, locked=()):
+    """The project's skeleton in `pose`, `locked` bones locked, active and in Pose Mode."""
+    bpy.ops.object.mode_set(mode='OBJECT') if bpy.context.object else None
+    bpy.ops.dposerx.add_skeleton()
+    ob = bpy.context.object
+    rig_bridge.apply_pose(rig_bridge.find_rig(ob), pose, range(55))
+    bpy.ops.object.mode_set(mode='POSE')
+    for pose_bone in ob.pose.bones:
+        target = pose_bone if hasattr(pose_bone, "select") else pose_bone.bone  # PoseBone.select is 5.0+
+        target.select = pose_bone.name in locked
+    if locked:
+        bpy.ops.dposerx.lock_selected()
+    return ob
+
+
+def run(operator) -> None:
+    if operator() != {'FINISHED'}:
+        raise SystemExit(f"guide images: {operator.idname_py()} did not finish")
+
+
+class Picture:
+    """A scene of figures in a row, labelled, on a floor, rendered front three-quarter."""
+
+    def __init__(self, name: str, spacing: float = 1.3):
+        self.scene = bpy.data.scenes.new(name)
+        self.name, self.count, self.spacing = name, 0, spacing
+
+    def add(self, ob, label: str, color=BLUE) -> np.ndarray:
+        """Draw the armature's current pose at the next slot; returns the slot's pelvis position."""
+        bpy.context.view_layer.update()
+        location = np.array((self.count * self.spacing, 0.0, PELVIS_HEIGHT))
+        stick_figure(ob, f"{self.name} {self.count}", self.scene.collection, location, color)
+        text = bpy.data.objects.new(f"{self.name} label {self.count}", bpy.data.curves.new(label, 'FONT'))
+        text.data.body, text.data.align_x, text.data.size = label, 'CENTER', 0.16
+        text.location, text.rotation_euler, text.color = (location[0], 0.0, 2.05), (np.pi / 2, 0, 0), (0, 0, 0, 1)
+        self.scene.collection.objects.link(text)
+        self.count += 1
+        return location
+
+    def ball(self, location, color=RED) -> None:
+        mesh = bpy.data.meshes.get("Guide Ball")
+        if mesh is None:
+            import bmesh
+
+            mesh, shape = bpy.data.meshes.new("Guide Ball"), bmesh.new()
+            bmesh.ops.create_uvsphere(shape, u_segments=16, v_segments=8, radius=0.045)
+            shape.to_mesh(mesh)
+            shape.free()
+        ball = bpy.data.objects.new("Pin", mesh)
+        ball.location, ball.color = location, color
+        self.scene.collection.objects.link(ball)
+
+    def render(self, filename: str) -> None:
+        width = (self.count - 1) * self.spacing + 1.6
+        centre = (self.count - 1) * self.spacing / 2
+        floor = bpy.data.objects.new("Floor", bpy.data.meshes.new("Floor"))
+        floor.data.from_pydata([(-50, -50, 0), (50, -50, 0), (50, 50, 0), (-50, 50, 0)], [], [(0, 1, 2, 3)])
+        floor.color = (1.0, 1.0, 1.0, 1.0)
+        self.scene.collection.objects.link(floor)
+        camera = bpy.data.objects.new("Camera", bpy.data.cameras.new("Camera"))
+        camera.data.type, camera.data.ortho_scale = 'ORTHO', max(width, 2.6 * 4 / 3)  # 2.6 m high at least
+        camera.location, camera.rotation_euler = (centre, -10.0, 2.15), (np.radians(84), 0.0, 0.0)
+        self.scene.collection.objects.link(camera)
+        self.scene.camera = camera
+        self.scene.world = bpy.data.worlds.new(self.name)
+        self.scene.world.color = (0.97, 0.97, 0.97)
+        render = self.scene.render
+        render.engine, render.resolution_x, render.resolution_y = 'BLENDER_WORKBENCH', 640, 480
+        render.filepath = str(OUT / filename)
+        shading = self.scene.display.shading
+        shading.light, shading.color_type, shading.show_cavity = 'STUDIO', 'OBJECT', True
+        bpy.ops.render.render(write_still=True, scene=self.scene.name)
+        print(f"wrote {render.filepath}", flush=True)
+
+
+def skeleton_picture(poses) -> None:
+    picture = Picture("Skeleton", spacing=2.0)
+    picture.add(new_skeleton(np.zeros(165)), "SMPL-X Skeleton (rest)", GREY)
+    picture.add(new_skeleton(poses[5]), "posed")
+    picture.render("guide_skeleton.png")
+
+
+def complete_picture(poses) -> None:
+    """Arms from a held-out pose, locked; everything else at rest; Complete Pose, then Next Hypothesis."""
+    start = np.zeros(165)
+    arms = [rig_bridge.JOINT_NAMES.index(name) for name in ARMS]
+    start.reshape(55, 3)[arms] = poses[2].reshape(55, 3)[arms]
+    ob = new_skeleton(start, ARMS)
+    picture = Picture("Complete")
+    picture.add(ob, "arms locked", GREY)
+    bpy.context.scene.dposerx.hypotheses = 4
+    run(bpy.ops.dposerx.complete_pose)
+    picture.add(ob, "Complete Pose")
+    run(bpy.ops.dposerx.cycle_hypothesis)
+    picture.add(ob, "Next Hypothesis")
+    picture.render("guide_complete.png")
+
+
+def vary_picture(poses) -> None:
+    picture = Picture("Vary")
+    for seed in range(3):
+        ob = new_skeleton(poses[9], ARMS)
+        if seed == 0:
+            picture.add(ob, "pose, arms locked", GREY)
+        bpy.context.scene.dposerx.seed = seed
+        run(bpy.ops.dposerx.vary_pose)
+        picture.add(ob, f"Vary Pose, seed {seed}")
+    bpy.context.scene.dposerx.seed = 0
+    picture.render("guide_vary.png")
+
+
+def pin_picture(poses) -> None:
+    """Pin the left wrist 25 cm up and forward; the slot positions turn the world offset into the picture."""
+    ob = new_skeleton(poses[11])
+    picture = Picture("Pin")
+    before = picture.add(ob, "pin (red) moved", GREY)
+    ob.data.bones.active = ob.data.bones["left_wrist"]
+    run(bpy.ops.dposerx.add_pin)
+    pin = bpy.data.objects["Pin left_wrist"]
+    pin.location.z += 0.25
+    pin.location.y -= 0.15
+    bpy.context.view_layer.objects.active = ob
+    run(bpy.ops.dposerx.pin_to_target)
+    after = picture.add(ob, "Pin to Target")
+    pelvis = np.array(ob.matrix_world @ ob.pose.bones["pelvis"].head)
+    for slot in (before, after):
+        picture.ball(figure_point(np.array(pin.location) - pelvis, slot))
+    picture.render("guide_pin.png")
+
+
+def figure_point(offset, slot) -> np.ndarray:
+    """A world offset from the pelvis -> the point in a figure drawn at `slot` (figures are turned -30 degrees)."""
+    turn = np.radians(-30)
+    rotation = np.array([[np.cos(turn), -np.sin(turn), 0], [np.sin(turn), np.cos(turn), 0], [0, 0, 1]])
+    return slot + rotation @ offset
+
+
+def clean_picture(track) -> None:
+    """Frames 1 and 12 of a held-out track (turned upright) with noise (grey) and after Clean Mocap (blue)."""
+    frames = np.arange(1, 25, dtype=float)
+    noisy = track[:24] + np.random.default_rng(0).normal(0, 0.1, (24, 165)) * (np.arange(165) >= 3)
+    noisy[:, :3] = 0.0
+    ob = new_skeleton(noisy[0])
+    rig_bridge.key_track(rig_bridge.find_rig(ob), noisy, range(55), frames)
+    picture = Picture("Clean")
+    shown = (1, 12)
+    for frame in shown:
+        bpy.context.scene.frame_set(frame)
+        picture.add(ob, f"noisy, frame {frame}", GREY)
+    settings = bpy.context.scene.dposerx
+    settings.frame_start, settings.frame_end = 1, 24
+    run(bpy.ops.dposerx.clean_mocap)
+    for frame in shown:
+        bpy.context.scene.frame_set(frame)
+        picture.add(ob, f"cleaned, frame {frame}")
+    bpy.context.scene.frame_set(1)
+    picture.render("guide_clean.png")
+
+
+def library_picture() -> None:
+    ob = new_skeleton(np.zeros(165))
+    settings = bpy.context.scene.dposerx
+    settings.library_count, settings.library_keys, settings.library_assets = 5, True, False
+    bpy.context.scene.frame_set(1)
+    run(bpy.ops.dposerx.generate_library)
+    picture = Picture("Library")
+    for frame in range(1, 6):
+        bpy.context.scene.frame_set(frame)
+        picture.add(ob, f"pose {frame}")
+    bpy.context.scene.frame_set(1)
+    picture.render("guide_library.png")
+
+
+def main() -> None:
+    started = time.perf_counter()
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    dposerx_blender.register()
+    bpy.context.preferences.addons.new().module = ADDON_PACKAGE  # what enabling the extension does
+    heldout = np.load(HELDOUT)
+    skeleton_picture(heldout["poses"])
+    complete_picture(heldout["poses"])
+    vary_picture(heldout["poses"])
+    pin_picture(heldout["poses"])
+    clean_picture(heldout["tracks"][0])
+    library_picture()
+    print(f"done in {time.perf_counter() - started:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
