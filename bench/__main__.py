@@ -17,6 +17,7 @@ from dposerx_blender.core.layout import model_to_pose
 from dposerx_blender.core.skeleton import NUM_JOINTS, OCCLUSION_GROUPS
 from dposerx_blender.core.solvers import SCHEDULES
 from dposerx_blender.core.weights import load_prior
+from training.evaluate import to_model
 from training.train import load_split
 
 from . import completion, denoising, generation, report, speed
@@ -132,14 +133,14 @@ def main(argv: list[str] | None = None) -> None:
     train, val, test = (load_split(args.data, "body", s)["poses"].astype(np.float64) for s in ("train", "val", "test"))
     prior, combined = load_prior(variant="fused"), load_prior(variant="combined")
     cache = ROOT / "runs" / "bench"
-    gmm, gmm_log = load_or_fit(train, cache / f"gmm{GMM_COMPONENTS}_{data_hash[:16]}.npz", components=GMM_COMPONENTS,
-                               seed=args.seed)
+    gmm_path = cache / f"gmm{GMM_COMPONENTS}_seed{args.seed}_{data_hash[:16]}.npz"
+    gmm, gmm_log = load_or_fit(train, gmm_path, components=GMM_COMPONENTS, seed=args.seed)
     clock.log(f"GMM: {gmm_log}")
     vae_key = hashlib.sha256(json.dumps([data_hash, asdict(mode.vposer)]).encode()).hexdigest()[:16]
     vae, vae_log = load_or_train(train.astype(np.float32), mode.vposer, cache / f"vposer_{vae_key}.pt")
     clock.log(f"VPoser: {vae_log}")
-    body = completion.BODY
-    train_normalised = prior.normalizer.normalize(completion.to_model("body", torch.from_numpy(train).float()))[:, body]
+    train_model = to_model("body", torch.from_numpy(train).float())
+    train_normalised = prior.normalizer.normalize(train_model)[:, completion.BODY]
     methods_body = {"GMM (max-mixture)": completion.gmm(gmm, prior.normalizer),
                     "VPoser (latent optimisation)": completion.vposer(vae, prior.normalizer),
                     "nearest training pose": completion.nearest_training(train_normalised)}

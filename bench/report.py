@@ -111,6 +111,7 @@ def _denoising(results: dict, img: Path) -> str:
         ax.set_ylabel(label)
         ax.tick_params(axis="x", labelsize=7)
     axes[0].legend(fontsize=7)
+    fig.suptitle("Denoising held-out test takes (lower is better)")
     fig.tight_layout()
     fig.savefig(img / "bench_denoising.png", dpi=110)
     plt.close(fig)
