@@ -3,6 +3,7 @@ and docs/img/bench_*.png, and keep the raw numbers in runs/bench/results_<mode>.
 from __future__ import annotations
 
 import argparse
+import datetime
 import hashlib
 import json
 import os
@@ -127,6 +128,7 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     clock = Clock()
+    started = {"commit": report.commit(), "date": datetime.date.today().isoformat()}
     load_at_start = os.getloadavg()[0]
     manifest = json.loads((args.data / "manifest.json").read_text())
     data_hash, tracks_hash = manifest["content_sha256"], manifest["tracks"]["test"]["sha256"]
@@ -144,7 +146,8 @@ def main(argv: list[str] | None = None) -> None:
     methods_body = {"GMM (max-mixture)": completion.gmm(gmm, prior.normalizer),
                     "VPoser (latent optimisation)": completion.vposer(vae, prior.normalizer),
                     "nearest training pose": completion.nearest_training(train_normalised)}
-    results = {"mode": mode.name, "settings": asdict(mode), "threads": torch.get_num_threads(), "seed": args.seed,
+    results = {**started, "mode": mode.name, "settings": asdict(mode), "threads": torch.get_num_threads(),
+               "seed": args.seed,
                "data_hash": data_hash, "tracks_hash": tracks_hash, "command": report.command(mode.name),
                "baselines": {"gmm": gmm_log, "vposer": vae_log, "gmm_components": GMM_COMPONENTS,
                              "vposer_settings": asdict(mode.vposer)}}

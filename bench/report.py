@@ -1,7 +1,6 @@
 """docs/benchmarks.md and docs/img/bench_*.png from the results dictionary of one run."""
 from __future__ import annotations
 
-import datetime
 import os
 import platform
 import subprocess
@@ -24,7 +23,7 @@ def _git(*args) -> str:
     return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True).stdout.strip()
 
 
-def _commit() -> str:
+def commit() -> str:
     dirty = _git("status", "--porcelain", "--", "bench", "dposerx_blender", "training", "bundled_weights")
     return _git("rev-parse", "--short=12", "HEAD") + (" (with uncommitted changes to the code)" if dirty else "")
 
@@ -136,14 +135,14 @@ def _generation(results: dict, img: Path) -> str:
     gen = results["generation"]
     rows = [[m, r["fid"], r["precision"], r["recall"], r["apd_mm"], r["nearest_train_deg"],
              f"{100 * r['within_limits']:.1f}%", r["seconds"]] for m, r in gen.items()]
-    fig, ax = plt.subplots(figsize=(6, 4.5))
+    fig, ax = plt.subplots(figsize=(7, 4.5))
     for m, r in gen.items():
-        ax.scatter(r["recall"], r["precision"], s=40)
-        ax.annotate(f"{m}\nFID {r['fid']:.2f}", (r["recall"], r["precision"]), fontsize=7)
+        ax.scatter(r["recall"], r["precision"], s=50, label=f"{m} (FID {r['fid']:.2f})")
     ax.set_xlabel("recall (k=3)")
     ax.set_ylabel("precision (k=3)")
-    ax.set_xlim(0, 1.05)
-    ax.set_ylim(0, 1.05)
+    ax.set_xlim(0, 1.2 * max(r["recall"] for r in gen.values()) + 0.01)
+    ax.set_ylim(0, 1.2 * max(r["precision"] for r in gen.values()) + 0.01)
+    ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(img / "bench_generation.png", dpi=110)
     plt.close(fig)
@@ -268,7 +267,7 @@ def write(results: dict, docs: Path) -> None:
         f"- Command: `{results['command']}` ({results['mode']} mode"
         f"{', reduced sizes' if results['mode'] == 'quick' else ''}), "
         f"seed {results['seed']}, {results['seconds'] / 60:.1f} minutes in all",
-        f"- Date: {datetime.date.today().isoformat()}; commit {_commit()}",
+        f"- Date: {results['date']}; commit {results['commit']}",
         f"- Machine: {_cpu()}, {os.cpu_count()} cores, torch {torch.__version__} with {results['threads']} threads, "
         f"Python {platform.python_version()}; load average (1 min) {results['load'][0]:.1f} at the start and "
         f"{results['load'][1]:.1f} at the end (the cores are shared: absolute times vary, ratios less)",
