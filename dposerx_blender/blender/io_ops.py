@@ -62,9 +62,9 @@ def _key_animation(rig, poses: np.ndarray, trans: np.ndarray, up_axis: str, on_r
         trans = trans - rig_bridge.rest_pelvis(rig)  # in the source's axes: to_y_up adds it back before turning
     if up_axis == 'Z':
         poses, trans = to_y_up(poses, trans, rig_bridge.rest_pelvis(rig))
-    translation = rig_bridge.translation_channel(rig, trans, on_root)  # raises before any key is written
     scene = context.scene
     frames = scene.frame_start + np.arange(len(poses), dtype=np.float64)
+    translation = rig_bridge.translation_channel(rig, trans, on_root, frames)  # raises before any key is written
     rig_bridge.key_track(rig, poses, range(55), frames)
     keyframes.write_channels(keyframes.object_channelbag(rig.object), [translation], frames)
     last = int(frames[-1])

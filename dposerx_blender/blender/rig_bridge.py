@@ -73,18 +73,41 @@ def find_rig(ob) -> Rig:
     return Rig(ob, tuple(names), axes, rest, root, float(np.mean(ob.matrix_world.to_scale())))
 
 
-def _to_smplx(rig: Rig, basis: np.ndarray, root_basis: np.ndarray | None) -> np.ndarray:
-    """basis (T, 55, 3, 3), root_basis (T, 3, 3) or None -> poses (T, 165)."""
+def _to_smplx(rig: Rig, basis: np.ndarray, root: np.ndarray | None) -> np.ndarray:
+    """basis (T, 55, 3, 3), root rotation (T or 1, 3, 3) or None (see root_rotation) -> poses (T, 165)."""
     local = rig_math.basis_to_smplx(basis, rig.rest, rig.axes)
-    if rig.root:
-        local[:, 0] = _root_rotation(rig, root_basis) @ local[:, 0]
+    if root is not None:
+        local[:, 0] = root @ local[:, 0]
     return rig_math.matrix_to_axis_angle(local).reshape(len(basis), -1)
 
 
-def _root_rotation(rig: Rig, root_basis: np.ndarray) -> np.ndarray:
-    bone = rig.object.data.bones[rig.root]
-    rest = rig_math.nearest_rotation(np.array(bone.matrix_local.to_3x3()))[None]
-    return rig_math.basis_to_smplx(root_basis[:, None], rest, rig.axes)[:, 0]
+def _bone_basis(pose_bone, channelbag, frames: np.ndarray | None) -> np.ndarray:
+    """The bone's basis rotation (T, 3, 3) at `frames` from its F-curves in `channelbag` (its current value where
+    unkeyed), or its current value (1, 3, 3) when `frames` is None."""
+    mode, current = pose_bone.rotation_mode, current_channels(pose_bone)
+    if frames is None:
+        return rig_math.channels_to_matrix(mode, current[None])
+    path = f'pose.bones["{pose_bone.name}"].{rotation_path(mode)}'
+    return rig_math.channels_to_matrix(mode, keyframes.evaluate_channel(channelbag, path, rig_math.CHANNEL_SIZES[mode],
+                                                                        frames, current))
+
+
+def _object_channelbag(rig: Rig, frames):
+    return keyframes.object_channelbag(rig.object, create=False) if frames is not None else None
+
+
+def root_rotation(rig: Rig, frames: np.ndarray | None = None) -> np.ndarray | None:
+    """The root bone's rotation in the rig's SMPL-X frame, (T, 3, 3) at `frames` (T,) from its animation, or
+    (1, 3, 3) from its current value when `frames` is None; None for a rig without a root.
+
+    The one evaluation of the root that reading (read_pose, read_track, read_translation) and writing
+    (pose_channels, translation_channel) share, so a track written at some frames reads back the same there even
+    when the root is animated."""
+    if not rig.root:
+        return None
+    basis = _bone_basis(rig.object.pose.bones[rig.root], _object_channelbag(rig, frames), frames)
+    rest = rig_math.nearest_rotation(np.array(rig.object.data.bones[rig.root].matrix_local.to_3x3()))[None]
+    return rig_math.basis_to_smplx(basis[:, None], rest, rig.axes)[:, 0]
 
 
 def _check_finite(rig: Rig, poses: np.ndarray, frames) -> None:
@@ -97,46 +120,36 @@ def _check_finite(rig: Rig, poses: np.ndarray, frames) -> None:
 
 def read_pose(rig: Rig) -> np.ndarray:
     """The rig's current pose (165,)."""
-    basis = np.array([rig_math.channels_to_matrix(pb.rotation_mode, current_channels(pb)) for pb in rig.pose_bones])
-    root_basis = None
-    if rig.root:
-        root = rig.object.pose.bones[rig.root]
-        root_basis = rig_math.channels_to_matrix(root.rotation_mode, current_channels(root))[None]
-    poses = _to_smplx(rig, basis[None], root_basis)
+    basis = np.concatenate([_bone_basis(pb, None, None) for pb in rig.pose_bones])
+    poses = _to_smplx(rig, basis[None], root_rotation(rig))
     _check_finite(rig, poses, None)
     return poses[0]
 
 
 def read_track(rig: Rig, frames: np.ndarray) -> np.ndarray:
     """The rig's animated poses at `frames` (T,) from its action's F-curves -> (T, 165)."""
-    channelbag = keyframes.object_channelbag(rig.object, create=False)
-
-    def track(pose_bone):
-        mode = pose_bone.rotation_mode
-        path = f'pose.bones["{pose_bone.name}"].{rotation_path(mode)}'
-        values = keyframes.evaluate_channel(channelbag, path, rig_math.CHANNEL_SIZES[mode], frames,
-                                            current_channels(pose_bone))
-        return rig_math.channels_to_matrix(mode, values)
-
-    basis = np.stack([track(pb) for pb in rig.pose_bones], axis=1)
-    root_basis = track(rig.object.pose.bones[rig.root]) if rig.root else None
-    poses = _to_smplx(rig, basis, root_basis)
+    channelbag = _object_channelbag(rig, frames)
+    basis = np.stack([_bone_basis(pb, channelbag, frames) for pb in rig.pose_bones], axis=1)
+    poses = _to_smplx(rig, basis, root_rotation(rig, frames))
     _check_finite(rig, poses, frames)
     return poses
 
 
-def pose_channels(rig: Rig, poses: np.ndarray, joints, reference_frame: float | None = None
-                  ) -> list[keyframes.Channel]:
+def pose_channels(rig: Rig, poses: np.ndarray, joints, reference_frame: float | None = None,
+                  frames: np.ndarray | None = None) -> list[keyframes.Channel]:
     """Channels for `joints` from poses (T, 165), in each bone's own rotation mode, continuous along T.
 
+    The global orientation is taken apart from the root's rotation at `frames` (T,) (its animation there, as
+    read_track reads it), or from its current rotation when `frames` is None (a single pose, as read_pose).
     The first sample follows the bone's value just before `reference_frame` (its animation there, if keyed)
     or its current value, so keys interpolate the short way from what precedes them.
     """
+    if frames is not None and len(frames) != len(poses):
+        raise ValueError(f"{len(poses)} poses for {len(frames)} frames")
     local = rig_math.axis_angle_to_matrix(poses.reshape(len(poses), 55, 3))
-    if rig.root:
-        root = rig.object.pose.bones[rig.root]
-        root_basis = rig_math.channels_to_matrix(root.rotation_mode, current_channels(root))[None]
-        local[:, 0] = np.swapaxes(_root_rotation(rig, root_basis), -1, -2) @ local[:, 0]
+    root = root_rotation(rig, frames)
+    if root is not None:
+        local[:, 0] = np.swapaxes(root, -1, -2) @ local[:, 0]
     basis = rig_math.smplx_to_basis(local, rig.rest, rig.axes)
     channelbag = keyframes.object_channelbag(rig.object, create=False) if reference_frame is not None else None
     channels = []
@@ -165,7 +178,7 @@ def apply_pose(rig: Rig, pose: np.ndarray, joints, key_frame: float | None = Non
 
 def key_track(rig: Rig, poses: np.ndarray, joints, frames: np.ndarray) -> None:
     """Key `joints` of poses (T, 165) at `frames` (T,), replacing keys in that span only."""
-    channels = pose_channels(rig, poses, joints, frames[0])
+    channels = pose_channels(rig, poses, joints, frames[0], frames)
     keyframes.write_channels(keyframes.object_channelbag(rig.object), channels, frames)
 
 
@@ -192,40 +205,43 @@ def rest_pelvis(rig: Rig) -> np.ndarray:
     return rig.axes @ np.array(rig.object.data.bones[rig.bone_names[0]].head_local) * rig.metres_per_unit
 
 
-def _translation_frame(rig: Rig, on_root: bool):
-    """(bone, turn (3, 3), shift (3,), to_bone (3, 3)): the bone that carries the translation and the maps
+def _translation_frame(rig: Rig, on_root: bool, frames: np.ndarray | None):
+    """(bone, turn (T, 3, 3), shift (T, 3), to_bone (3, 3)): the bone that carries the translation and the maps
     offset = trans @ turn + shift (SMPL-X frame, metres, what the bone's location moves) and
-    location = offset @ to_bone / metres_per_unit. A rotated root turns the pelvis about the root's head, as
-    it does for the rotations (see _root_rotation)."""
+    location = offset @ to_bone / metres_per_unit, per frame of `frames` (T,) (T = 1 for the current pose when
+    None). A rotated root turns the pelvis about the root's head, as it does for the rotations (see
+    root_rotation, evaluated at the same frames)."""
     if on_root and not rig.root:
         raise DPoserError(f"'{rig.object.name}' has no '{ROOT_BONE}' bone above the pelvis: put the translation "
                           f"on the pelvis.")
-    turn, lever = np.eye(3), np.zeros(3)
+    turn, lever = np.eye(3)[None], np.zeros(3)
     if rig.root:
-        root = rig.object.pose.bones[rig.root]
-        turn = _root_rotation(rig, rig_math.channels_to_matrix(root.rotation_mode, current_channels(root))[None])[0]
+        turn = root_rotation(rig, frames)
         bones = rig.object.data.bones
         lever = rig.axes @ (np.array(bones[rig.bone_names[0]].head_local) - np.array(bones[rig.root].head_local))
         lever = lever * rig.metres_per_unit
     name = rig.root if on_root else rig.bone_names[0]
     rest = rig_math.nearest_rotation(np.array(rig.object.data.bones[name].matrix_local.to_3x3()))
     if on_root:  # the root's location moves everything; its rotation still turns the pelvis about its head
-        return name, np.eye(3), lever - lever @ turn.T, rig.axes @ rest
+        return name, np.eye(3)[None], lever - turn @ lever, rig.axes @ rest
     return name, turn, lever @ turn - lever, rig.axes @ rest
 
 
-def translation_channel(rig: Rig, trans: np.ndarray, on_root: bool = False) -> keyframes.Channel:
-    """trans (T, 3) -> the location channel of the pelvis (as the SMPL-X add-on keys it) or of the root bone."""
-    name, turn, shift, to_bone = _translation_frame(rig, on_root)
-    values = (trans @ turn + shift) @ to_bone / rig.metres_per_unit
+def translation_channel(rig: Rig, trans: np.ndarray, on_root: bool = False,
+                        frames: np.ndarray | None = None) -> keyframes.Channel:
+    """trans (T, 3) -> the location channel of the pelvis (as the SMPL-X add-on keys it) or of the root bone, for
+    keys at `frames` (T,) (the root's rotation there; its current one when None)."""
+    name, turn, shift, to_bone = _translation_frame(rig, on_root, frames)
+    values = ((trans[:, None] @ turn)[:, 0] + shift) @ to_bone / rig.metres_per_unit
     return keyframes.Channel(f'pose.bones["{name}"].location', name, values)
 
 
 def read_translation(rig: Rig, frames: np.ndarray, on_root: bool = False) -> np.ndarray:
     """The translation (T, 3) at `frames` from the pelvis's (or root's) location F-curves; inverse of
-    `translation_channel`."""
-    name, turn, shift, to_bone = _translation_frame(rig, on_root)
+    `translation_channel` at the same frames."""
+    name, turn, shift, to_bone = _translation_frame(rig, on_root, frames)
     path = f'pose.bones["{name}"].location'
     location = keyframes.evaluate_channel(keyframes.object_channelbag(rig.object, create=False), path, 3, frames,
                                           rig.object.pose.bones[name].location)
-    return (location * rig.metres_per_unit @ to_bone.T - shift) @ turn.T
+    offset = location * rig.metres_per_unit @ to_bone.T - shift
+    return (offset[:, None] @ np.swapaxes(turn, -1, -2))[:, 0]
