@@ -23,7 +23,7 @@ from .validate_retarget import write_doc_block
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog="python -m training.compare_widths", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("runs", type=Path, nargs="+", help="runs folders, each with body/best.pt and body/log.jsonl")
+    parser.add_argument("runs", type=Path, nargs="+", help="runs folders, each with body/best.pt")
     parser.add_argument("--data", type=Path, default=ROOT / "data")
     parser.add_argument("--poses", type=int, default=500)
     args = parser.parse_args(argv)
@@ -31,23 +31,20 @@ def main(argv=None) -> None:
     normalizer = load_normalizer(args.data, "body")
     lines = [f"Written by `python -m training.compare_widths {' '.join(str(r) for r in args.runs)} --poses "
              f"{args.poses}`. Body network, left leg occluded, {args.poses} poses per split, 10 hypotheses, "
-             "completion error (mm); each run's best EMA checkpoint by validation mean-of-10 (selected step). "
-             "Training seconds are wall-clock on this machine's 2 busy cores, for context only.", "",
-             "| network | parameters | steps (selected) | training s | test best / mean of 10 | "
-             "val best / mean of 10 |", "|---|---|---|---|---|---|"]
+             "completion error (mm); each run's best EMA checkpoint by validation mean-of-10 (selected step).", "",
+             "| network | parameters | steps (selected) | test best / mean of 10 | val best / mean of 10 |",
+             "|---|---|---|---|---|"]
     results = {}
     for run in args.runs:
         state = load_best(run, "body")
         net = part_model(state)
         metric = {split: completion_error(net, normalizer, load_split(args.data, "body", split), "body", args.poses,
                                           "cpu", seed=1) for split in ("test", "val")}
-        log = [json.loads(line) for line in (run / "body" / "log.jsonl").read_text().splitlines()]
-        seconds = max((e.get("seconds", 0) for e in log), default=0)
         params = sum(p.numel() for p in net.parameters())
         steps = json.loads(state["args"])["steps"]
         results[str(run)] = metric
         lines.append(f"| hidden {state['config']['hidden']}, embed {state['config']['embed']} | {params / 1e6:.2f}M | "
-                     f"{steps} ({state['step']}) | {seconds:.0f} | {metric['test']['best_of_k_mm']:.1f} / "
+                     f"{steps} ({state['step']}) | {metric['test']['best_of_k_mm']:.1f} / "
                      f"{metric['test']['mean_mm']:.1f} | {metric['val']['best_of_k_mm']:.1f} / "
                      f"{metric['val']['mean_mm']:.1f} |")
     fill = next(iter(results.values()))["test"]["mean_fill_mm"]
