@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from safetensors.torch import save_file
 
-from dposerx_blender.core.network import PART_DIMS, CombinedPrior, FusedPrior, TimeFC
+from dposerx_blender.core.network import PART_DIMS, CombinedPrior, FusedPrior, TimeFC, part_network
 from dposerx_blender.core.normalizer import Normalizer
 from dposerx_blender.core.weights import META_FILE, WEIGHTS_FILE, file_sha256
 
@@ -39,7 +39,7 @@ def load_best(runs: Path, name: str) -> dict:
 
 
 def part_model(state: dict) -> TimeFC:
-    net = TimeFC(**state["config"])
+    net = part_network(state["config"])
     net.load_state_dict(state["ema"])
     return net.eval()
 
@@ -168,7 +168,8 @@ def _command(state: dict) -> str:
     """The training command line, rebuilt from the arguments stored with the checkpoint."""
     stored = json.loads(state["args"])
     flags = ["part", "steps", "batch", "lr", "warmup", "hidden", "embed", "blocks", "dropout", "seed"]
-    return " ".join(f"--{k} {stored[k]}" for k in flags)
+    masked = {"True": " --masked", "False": " --no-masked"}.get(stored.get("masked"), "")
+    return " ".join(f"--{k} {stored[k]}" for k in flags) + (masked if stored["part"] == "body" else "")
 
 
 if __name__ == "__main__":

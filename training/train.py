@@ -25,8 +25,9 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
-from dposerx_blender.core.network import (PART_DIMS, CombinedPrior, FusedPrior, TimeFC,
-                                          part_mask_to_dims)
+from dposerx_blender.core.network import (PART_DIMS, CombinedPrior, FusedPrior, MaskedTimeFC, TimeFC,
+                                          part_mask_to_dims, part_network)
+from dposerx_blender.core.skeleton import BODY_JOINTS, OCCLUSION_GROUPS
 from dposerx_blender.core.normalizer import Normalizer
 from dposerx_blender.core.sde import T_EPS, alpha_sigma
 
@@ -35,6 +36,11 @@ from .evaluate import completion_error
 ROOT = Path(__file__).resolve().parents[1]
 PARTS = ("body", "hand", "face", "whole")
 PART_MASK_PROBABILITY = 0.2  # DPoser-X masks each part of fully present samples with this probability
+# Observation masks of the masked body network (each training pose draws one kind): the empty mask keeps it an
+# unconditional prior; the completion protocol's occlusion groups; and independent joints hidden at a rate drawn
+# uniformly, so any mix of locked bones an animator makes is in the training distribution.
+MASK_KINDS = {"empty": 0.2, "group": 0.4, "random": 0.4}
+BODY_GROUPS = ("left_leg", "right_leg", "legs", "left_arm", "right_arm", "arms", "trunk")
 SELECTION_TOLERANCE = 0.005  # a later checkpoint within 0.5% of the best validation error replaces it
 
 
@@ -63,11 +69,12 @@ def load_normalizer(data_dir: Path, part: str) -> Normalizer:
 
 def build_model(part: str, args, part_checkpoints: dict | None = None) -> torch.nn.Module:
     if part != "whole":
-        return TimeFC(PART_DIMS[part], args.hidden, args.embed, args.blocks, args.dropout)
+        network = MaskedTimeFC if part == "body" and args.masked else TimeFC
+        return network(PART_DIMS[part], args.hidden, args.embed, args.blocks, args.dropout)
     parts = {}
     for name in PART_DIMS:
         state = part_checkpoints[name]
-        net = TimeFC(**state["config"])
+        net = part_network(state["config"])
         net.load_state_dict(state["ema"])
         parts[name] = net.eval()
     return FusedPrior(CombinedPrior(parts), args.hidden, args.embed, args.blocks, args.dropout)
@@ -78,8 +85,33 @@ def learning_rate(step: int, args) -> float:
     return args.lr * min(1.0, (step + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * step / args.steps))
 
 
+def observation_masks(batch: int, generator: torch.Generator, device) -> torch.Tensor:
+    """(batch, 63) bool body observation masks (True = observed) drawn from MASK_KINDS."""
+    group_masks = torch.ones(len(BODY_GROUPS), len(BODY_JOINTS), dtype=torch.bool, device=device)
+    for g, name in enumerate(BODY_GROUPS):
+        group_masks[g, [BODY_JOINTS.index(j) for j in OCCLUSION_GROUPS[name]]] = False
+    kind = torch.multinomial(torch.tensor(list(MASK_KINDS.values()), device=device), batch, replacement=True,
+                             generator=generator)
+    group = group_masks[torch.randint(0, len(BODY_GROUPS), (batch,), generator=generator, device=device)]
+    rate = torch.rand(batch, 1, generator=generator, device=device)
+    random = torch.rand(batch, len(BODY_JOINTS), generator=generator, device=device) >= rate
+    empty = torch.zeros_like(random)
+    joints = torch.where((kind == 0)[:, None], empty, torch.where((kind == 1)[:, None], group, random))
+    return joints.repeat_interleave(3, dim=1)
+
+
 def training_loss(model, batch: dict, generator: torch.Generator, device) -> torch.Tensor:
-    """Denoising score matching ||eps_hat - z||^2 (masked for whole-body samples)."""
+    """Denoising score matching ||eps_hat - z||^2 (masked for whole-body samples; for the masked body network,
+    on the unobserved entries only, the observed ones given clean)."""
+    if "poses" in batch and isinstance(_unwrapped(model), MaskedTimeFC):
+        x0 = batch["poses"]
+        observed = observation_masks(x0.shape[0], generator, device)
+        t = T_EPS + torch.rand(x0.shape[0], generator=generator, device=device) * (1 - T_EPS)
+        z = torch.randn(x0.shape, generator=generator, device=device)
+        alpha, sigma = alpha_sigma(t)
+        eps = model(alpha[:, None] * x0 + sigma[:, None] * z, t, x0, observed)
+        hidden = (~observed).float()
+        return (((eps - z) ** 2) * hidden).sum() / hidden.sum()
     if "poses" in batch:
         x0, loss_mask, part_mask = batch["poses"], None, None
     else:
@@ -98,6 +130,10 @@ def training_loss(model, batch: dict, generator: torch.Generator, device) -> tor
     if loss_mask is None:
         return error.mean()
     return (error * loss_mask).sum() / loss_mask.sum()
+
+
+def _unwrapped(model: torch.nn.Module) -> torch.nn.Module:
+    return model.module if isinstance(model, DistributedDataParallel) else model
 
 
 class Ema:
@@ -149,6 +185,8 @@ def parse_args(argv=None):
     parser.add_argument("--blocks", type=int, default=2)
     parser.add_argument("--dropout", type=float, default=0.1)
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--masked", action=argparse.BooleanOptionalAction, default=True,
+                        help="body: the mask-reading network trained with random observation masks (default)")
     parser.add_argument("--val-every", type=int, default=1000)
     parser.add_argument("--val-poses", type=int, default=200, help="validation poses for completion")
     parser.add_argument("--checkpoint-every", type=int, default=500)

@@ -47,6 +47,10 @@ class TimeFC(nn.Module):
         return {"dim": self.dim, "hidden": self.hidden, "embed": self.embed, "blocks": self.blocks,
                 "dropout": self.dropout, "out_dim": self.out_dim}
 
+    def input_features(self, x: torch.Tensor) -> torch.Tensor:
+        """The input layer's features of x (B, dim), which the fused correction reads."""
+        return self.input(x)
+
     def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """x (B, dim) normalised noisy pose, t (B,) in [0, 1] -> eps_hat (B, out_dim)."""
         temb = self.time_embed(timestep_embedding(TIME_SCALE * t, self.embed).to(x.dtype))
@@ -57,6 +61,43 @@ class TimeFC(nn.Module):
                 h = self.drop(self.act(self.layer_norms[k](self.layers[k](h) + self.layer_times[k](temb))))
             h = residual + h
         return self.output(h)
+
+
+class MaskedTimeFC(TimeFC):
+    """TimeFC that also reads which joints are observed (our addition to the paper, issue 11): the input is the
+    noisy pose with the observed entries replaced by their clean values, plus one 0/1 flag per joint. Trained
+    with random joint and part masks, including the empty mask, it is at once the unconditional prior
+    (`forward(x, t)`, what DPoser's optimisation and the part combination call) and a model of the missing
+    joints given the observed ones (`forward(x, t, known, known_mask)`, sampled by `tasks.complete`)."""
+
+    def __init__(self, dim: int, hidden: int = 1024, embed: int = 512, blocks: int = 2, dropout: float = 0.1,
+                 out_dim: int | None = None, masked: bool = True):
+        super().__init__(dim + dim // 3, hidden, embed, blocks, dropout, out_dim=dim)
+        self.pose_dim = dim
+
+    def config(self) -> dict:
+        return {**super().config(), "dim": self.pose_dim, "masked": True}
+
+    def _with_flags(self, x: torch.Tensor, known_mask: torch.Tensor | None) -> torch.Tensor:
+        flags = (x.new_zeros(x.shape[0], self.pose_dim // 3) if known_mask is None
+                 else known_mask[:, ::3].to(x.dtype))
+        return torch.cat([x, flags], dim=1)
+
+    def input_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.input(self._with_flags(x, None))
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, known: torch.Tensor | None = None,
+                known_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """x (B, dim), t (B,); known (B, dim) clean normalised values where known_mask (B, dim) bool is True
+        (whole joints: the three entries of a joint share one flag) -> eps_hat (B, dim)."""
+        if known_mask is not None:
+            x = torch.where(known_mask, known, x)
+        return super().forward(self._with_flags(x, known_mask), t)
+
+
+def part_network(config: dict) -> TimeFC:
+    """The part network a stored config describes (masked or plain)."""
+    return (MaskedTimeFC if config.get("masked") else TimeFC)(**config)
 
 
 # Which part network serves each slice of the model vector. Both hands share one network: the model vector
@@ -130,7 +171,7 @@ class FusedPrior(nn.Module):
             x = x * part_mask_to_dims(part_mask.to(x.dtype))
         inputs = _split(x)
         parts = self.combined.parts
-        left, right = parts["hand"].input(inputs["hand"]).chunk(2)
-        features = torch.cat([parts["body"].input(inputs["body"]), left, right, parts["face"].input(inputs["face"])],
-                             dim=1)
+        left, right = parts["hand"].input_features(inputs["hand"]).chunk(2)
+        features = torch.cat([parts["body"].input_features(inputs["body"]), left, right,
+                              parts["face"].input_features(inputs["face"])], dim=1)
         return self.combined(x, t) + self.zero_linear(self.correction(features, t))

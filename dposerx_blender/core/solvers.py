@@ -155,6 +155,34 @@ def complete(eps_model: EpsModel, observed: torch.Tensor, mask: torch.Tensor, hy
     return torch.where(keep, obs, x).reshape(batch, hypotheses, dim)
 
 
+# Sampled completion with a mask-reading network (network.MaskedTimeFC): few DDIM steps, eta and temperature
+# chosen on the validation split (docs/model_card.md).
+SAMPLED_COMPLETION = {"steps": 20, "eta": 1.0, "temperature": 1.0}
+
+
+@torch.no_grad()
+def sample_completion(masked_model, observed: torch.Tensor, mask: torch.Tensor, hypotheses: int = 10,
+                      steps: int = SAMPLED_COMPLETION["steps"], eta: float = SAMPLED_COMPLETION["eta"],
+                      temperature: float = SAMPLED_COMPLETION["temperature"],
+                      generator: torch.Generator | None = None, progress: Progress | None = None) -> torch.Tensor:
+    """Complete normalised poses by sampling p(missing | observed) with a network that reads the mask.
+
+    observed (B, D), mask (B, D) bool (True = observed, whole joints) -> (B, hypotheses, D); each hypothesis
+    starts from its own noise, the network sees the observed values and the mask at every step, and the
+    observed entries are returned exactly."""
+    batch, dim = observed.shape
+    known = observed.repeat_interleave(hypotheses, 0)
+    known_mask = mask.repeat_interleave(hypotheses, 0)
+    x = temperature * torch.randn(known.shape, generator=generator, device=known.device, dtype=known.dtype)
+
+    def eps_model(x, t):
+        return masked_model(x, t, known, known_mask)
+
+    x0 = sample(eps_model, x, steps=steps, method="ddim", known=known, known_mask=known_mask,
+                temperature=temperature, eta=eta, generator=generator, progress=progress)
+    return torch.where(known_mask, known, x0).reshape(batch, hypotheses, dim)
+
+
 @torch.no_grad()
 def prior_energy(eps_model: EpsModel, x: torch.Tensor, times: tuple[float, ...] = (0.05, 0.1, 0.15),
                  draws: int = 8, seed: int = 0) -> torch.Tensor:

@@ -14,11 +14,12 @@ import numpy as np
 import torch
 
 from .errors import DPoserError
-from .layout import MODEL_DIM, POSE_DIM, joint_mask_to_model_mask, model_to_pose, pose_to_model
+from .layout import MODEL_DIM, MODEL_SLICES, POSE_DIM, joint_mask_to_model_mask, model_to_pose, pose_to_model
 from .rotations import axis_angle_to_matrix, axis_angle_to_quaternion, quaternion_to_axis_angle
 from .skeleton import (BODY_JOINTS, EYE_JOINTS, JAW_JOINT, JOINT_NAMES, LEFT_HAND_JOINTS, NUM_JOINTS, PARENTS,
                        RIGHT_HAND_JOINTS, forward_kinematics)
-from .solvers import SCHEDULES, Progress, complete as complete_normalised, optimize, prior_energy, sample
+from .solvers import (SAMPLED_COMPLETION, SCHEDULES, Progress, complete as complete_normalised, optimize,
+                      prior_energy, sample, sample_completion)
 from .sde import alpha_sigma
 
 # The parts a user can switch on and off (the face is jaw + eyes).
@@ -120,10 +121,18 @@ def _positions(prior, x: torch.Tensor, global_orient: torch.Tensor | None = None
 
 # ----------------------------------------------------------------------------------------------------- tasks
 
+COMPLETION_METHODS = ("sampling", "optimisation")
+
+
 def complete(prior, pose, observed, hypotheses: int = 10, seed: int = 0, strength: float = 1.0,
-             progress: Progress | None = None) -> Completion:
-    """Complete every unobserved joint (DPoser's variational completion, paper schedule), `hypotheses` per pose,
-    ranked by prior energy (most plausible first).
+             method: str | None = None, progress: Progress | None = None) -> Completion:
+    """Complete every unobserved joint, `hypotheses` per pose, ranked by prior energy (most plausible first).
+
+    method "sampling": the mask-reading body network samples the missing body joints given the observed ones
+    (few DDIM steps; strength 1 = the temperature tuned on validation, higher gives more typical poses, lower
+    more varied ones); "optimisation": DPoser's variational completion with the paper's schedule (strength
+    scales the prior's pull). None: sampling when the weights have a mask-reading body network. Either way,
+    joints outside the body (hands, face) are completed by the optimisation, around the completed body.
 
     >>> result = complete(prior, pose, observed=mask, hypotheses=10, seed=0)   # pose (165,), mask (55,)
     >>> result.poses[0], result.hypotheses[0, 1]                               # best, second best
@@ -131,17 +140,52 @@ def complete(prior, pose, observed, hypotheses: int = 10, seed: int = 0, strengt
     poses, _ = _poses(pose)
     mask = _joint_mask(observed, len(poses), "observed")
     _positive(hypotheses, "hypotheses", integer=True)
-    schedule = SCHEDULES["complete"].with_strength(_non_negative(strength, "strength"))
+    strength = _non_negative(strength, "strength")
+    method = method or ("sampling" if prior.masked_body is not None else "optimisation")
+    if method not in COMPLETION_METHODS:
+        raise DPoserError(f"unknown completion method '{method}' (choose {' or '.join(COMPLETION_METHODS)})")
+    if method == "sampling" and prior.masked_body is None:
+        raise DPoserError("these weights have no mask-reading body network: use method 'optimisation'")
     generator = _seed(seed)
     with torch.no_grad():
         x = _normalised(prior, poses)
-    completed = complete_normalised(prior.model, x, _model_mask(mask), hypotheses, schedule, generator, progress)
+    model_mask = _model_mask(mask)
+    schedule = SCHEDULES["complete"].with_strength(strength)
+    if method == "optimisation":
+        completed = complete_normalised(prior.model, x, model_mask, hypotheses, schedule, generator, progress)
+    else:
+        completed = _complete_by_sampling(prior, x, model_mask, hypotheses, strength, schedule, generator, progress)
     energy = prior_energy(prior.model, completed.reshape(-1, MODEL_DIM), seed=seed).reshape(len(poses), hypotheses)
     order = torch.argsort(energy, dim=1, stable=True)
     completed = torch.take_along_dim(completed, order[..., None], dim=1)
     energy = torch.take_along_dim(energy, order, dim=1)
     hypotheses_out = _to_poses(prior, completed, poses[:, None], mask[:, None].repeat(hypotheses, 1))
     return Completion(hypotheses_out[:, 0], hypotheses_out, energy.numpy())
+
+
+def _complete_by_sampling(prior, x: torch.Tensor, model_mask: torch.Tensor, hypotheses: int, strength: float,
+                          schedule, generator: torch.Generator, progress: Progress | None) -> torch.Tensor:
+    """Body by sampling given the observed body joints; then, if hands or face have missing joints, the
+    optimisation completes them with each hypothesis's body held fixed. -> (N, K, 162)."""
+    body = MODEL_SLICES["body"]
+    rest_missing = not bool(model_mask[:, body.stop:].all())
+    temperature = SAMPLED_COMPLETION["temperature"] * 2.0 ** (1.0 - strength)
+    stages = 2 if rest_missing else 1
+
+    def stage_progress(stage):
+        return None if progress is None else lambda done, total: progress(stage * total + done, stages * total)
+
+    sampled = sample_completion(prior.masked_body, x[:, body], model_mask[:, body], hypotheses,
+                                temperature=temperature, generator=generator, progress=stage_progress(0))
+    completed = x[:, None].repeat(1, hypotheses, 1)
+    completed[..., body] = sampled
+    if not rest_missing:
+        return completed
+    rows = completed.reshape(-1, MODEL_DIM)
+    row_mask = model_mask.repeat_interleave(hypotheses, 0).clone()
+    row_mask[:, body] = True
+    solved = complete_normalised(prior.model, rows, row_mask, 1, schedule, generator, stage_progress(1))
+    return solved.reshape(completed.shape)
 
 
 def denoise_track(prior, track, locked=None, fps: float = 30.0, strength: float = 1.0, seed: int = 0,

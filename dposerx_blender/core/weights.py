@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from .errors import DPoserError
-from .network import PART_DIMS, CombinedPrior, FusedPrior, TimeFC
+from .network import PART_DIMS, CombinedPrior, FusedPrior, MaskedTimeFC, part_network
 from .normalizer import Normalizer
 
 WEIGHTS_FILE = "prior.safetensors"
@@ -38,6 +38,13 @@ class Prior:
     normalizer: Normalizer
     variant: str
     meta: dict
+
+    @property
+    def masked_body(self) -> MaskedTimeFC | None:
+        """The body network when it reads observation masks (mask-trained weights), else None."""
+        combined = self.model.combined if isinstance(self.model, FusedPrior) else self.model
+        body = combined.parts["body"]
+        return body if isinstance(body, MaskedTimeFC) else None
 
 
 def file_sha256(path: Path) -> str:
@@ -90,7 +97,7 @@ def load_prior(directory: str | Path | None = None, variant: str | None = None, 
         net.load_state_dict(weights)
         return net.to(device=device, dtype=dtype).eval()
 
-    parts = {p: load_net(TimeFC(**meta["parts"][p]["config"]), f"{p}.") for p in PART_DIMS}
+    parts = {p: load_net(part_network(meta["parts"][p]["config"]), f"{p}.") for p in PART_DIMS}
     model: torch.nn.Module = CombinedPrior(parts)
     if variant == "fused":
         fused = FusedPrior(model, **{k: meta["fused"]["config"][k] for k in ("hidden", "embed", "blocks", "dropout")})
