@@ -21,6 +21,7 @@ from typing import Callable
 
 import torch
 
+from .layout import MODEL_SLICES
 from .sde import alpha_sigma, denoised, drift_and_diffusion, truncated_schedule
 
 EpsModel = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -181,6 +182,33 @@ def sample_completion(masked_model, observed: torch.Tensor, mask: torch.Tensor, 
     x0 = sample(eps_model, x, steps=steps, method="ddim", known=known, known_mask=known_mask,
                 temperature=temperature, eta=eta, generator=generator, progress=progress)
     return torch.where(known_mask, known, x0).reshape(batch, hypotheses, dim)
+
+
+def complete_by_sampling(masked_body, eps_model: EpsModel, observed: torch.Tensor, mask: torch.Tensor,
+                         hypotheses: int = 10, temperature: float = SAMPLED_COMPLETION["temperature"],
+                         schedule: Schedule = SCHEDULES["complete"], generator: torch.Generator | None = None,
+                         progress: Progress | None = None) -> torch.Tensor:
+    """Whole-body model vectors (B, 162): the body by `sample_completion` with the mask-reading body network;
+    then, if hands or face have missing entries, DPoser's optimisation (`complete`, with `eps_model`) fills
+    them with each hypothesis's body held fixed. -> (B, hypotheses, 162), observed entries exact."""
+    body = MODEL_SLICES["body"]
+    rest_missing = not bool(mask[:, body.stop:].all())
+    stages = 2 if rest_missing else 1
+
+    def stage_progress(stage):
+        return None if progress is None else lambda done, total: progress(stage * total + done, stages * total)
+
+    sampled = sample_completion(masked_body, observed[:, body], mask[:, body], hypotheses, temperature=temperature,
+                                generator=generator, progress=stage_progress(0))
+    completed = observed[:, None].repeat(1, hypotheses, 1)
+    completed[..., body] = sampled
+    if not rest_missing:
+        return completed
+    row_mask = mask.repeat_interleave(hypotheses, 0).clone()
+    row_mask[:, body] = True
+    solved = complete(eps_model, completed.reshape(-1, completed.shape[-1]), row_mask, 1, schedule, generator,
+                      stage_progress(1))
+    return solved.reshape(completed.shape)
 
 
 @torch.no_grad()

@@ -14,12 +14,12 @@ import numpy as np
 import torch
 
 from .errors import DPoserError
-from .layout import MODEL_DIM, MODEL_SLICES, POSE_DIM, joint_mask_to_model_mask, model_to_pose, pose_to_model
+from .layout import MODEL_DIM, POSE_DIM, joint_mask_to_model_mask, model_to_pose, pose_to_model
 from .rotations import axis_angle_to_matrix, axis_angle_to_quaternion, quaternion_to_axis_angle
 from .skeleton import (BODY_JOINTS, EYE_JOINTS, JAW_JOINT, JOINT_NAMES, LEFT_HAND_JOINTS, NUM_JOINTS, PARENTS,
                        RIGHT_HAND_JOINTS, forward_kinematics)
-from .solvers import (SAMPLED_COMPLETION, SCHEDULES, Progress, complete as complete_normalised, optimize,
-                      prior_energy, sample, sample_completion)
+from .solvers import (SAMPLED_COMPLETION, SCHEDULES, Progress, complete as complete_normalised, complete_by_sampling,
+                      optimize, prior_energy, sample)
 from .sde import alpha_sigma
 
 # The parts a user can switch on and off (the face is jaw + eyes).
@@ -154,38 +154,15 @@ def complete(prior, pose, observed, hypotheses: int = 10, seed: int = 0, strengt
     if method == "optimisation":
         completed = complete_normalised(prior.model, x, model_mask, hypotheses, schedule, generator, progress)
     else:
-        completed = _complete_by_sampling(prior, x, model_mask, hypotheses, strength, schedule, generator, progress)
+        temperature = SAMPLED_COMPLETION["temperature"] * 2.0 ** (1.0 - strength)
+        completed = complete_by_sampling(prior.masked_body, prior.model, x, model_mask, hypotheses, temperature,
+                                         schedule, generator, progress)
     energy = prior_energy(prior.model, completed.reshape(-1, MODEL_DIM), seed=seed).reshape(len(poses), hypotheses)
     order = torch.argsort(energy, dim=1, stable=True)
     completed = torch.take_along_dim(completed, order[..., None], dim=1)
     energy = torch.take_along_dim(energy, order, dim=1)
     hypotheses_out = _to_poses(prior, completed, poses[:, None], mask[:, None].repeat(hypotheses, 1))
     return Completion(hypotheses_out[:, 0], hypotheses_out, energy.numpy())
-
-
-def _complete_by_sampling(prior, x: torch.Tensor, model_mask: torch.Tensor, hypotheses: int, strength: float,
-                          schedule, generator: torch.Generator, progress: Progress | None) -> torch.Tensor:
-    """Body by sampling given the observed body joints; then, if hands or face have missing joints, the
-    optimisation completes them with each hypothesis's body held fixed. -> (N, K, 162)."""
-    body = MODEL_SLICES["body"]
-    rest_missing = not bool(model_mask[:, body.stop:].all())
-    temperature = SAMPLED_COMPLETION["temperature"] * 2.0 ** (1.0 - strength)
-    stages = 2 if rest_missing else 1
-
-    def stage_progress(stage):
-        return None if progress is None else lambda done, total: progress(stage * total + done, stages * total)
-
-    sampled = sample_completion(prior.masked_body, x[:, body], model_mask[:, body], hypotheses,
-                                temperature=temperature, generator=generator, progress=stage_progress(0))
-    completed = x[:, None].repeat(1, hypotheses, 1)
-    completed[..., body] = sampled
-    if not rest_missing:
-        return completed
-    rows = completed.reshape(-1, MODEL_DIM)
-    row_mask = model_mask.repeat_interleave(hypotheses, 0).clone()
-    row_mask[:, body] = True
-    solved = complete_normalised(prior.model, rows, row_mask, 1, schedule, generator, stage_progress(1))
-    return solved.reshape(completed.shape)
 
 
 def denoise_track(prior, track, locked=None, fps: float = 30.0, strength: float = 1.0, seed: int = 0,
