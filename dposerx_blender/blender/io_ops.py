@@ -205,7 +205,7 @@ class DPOSERX_OT_import_bvh(_ImportJob, ImportHelper, JobOperator, bpy.types.Ope
 def unmapped_report(motion, joint_map, driven: np.ndarray, shown: int = 12) -> str:
     """Which source joints the preset ignores (the first `shown`; all of them go to the console) and which SMPL-X
     bones nothing drives (they keep their rest rotation), grouped by part."""
-    from ..core.skeleton import EYE_JOINTS, JAW_JOINT, JOINT_NAMES, LEFT_HAND_JOINTS, RIGHT_HAND_JOINTS
+    from ..core.skeleton import JOINT_NAMES, PARTS
 
     ignored = [n for n in motion.joint_names if n not in joint_map.source_names() and not n.endswith("_end")]
     if len(ignored) > shown:
@@ -214,10 +214,9 @@ def unmapped_report(motion, joint_map, driven: np.ndarray, shown: int = 12) -> s
                                            if len(ignored) > shown else "")
     idle = set(np.flatnonzero(~driven).tolist())
     groups = []
-    for label, joints in (("left hand", LEFT_HAND_JOINTS), ("right hand", RIGHT_HAND_JOINTS), ("jaw", (JAW_JOINT,)),
-                          ("eyes", EYE_JOINTS)):
-        if set(joints) <= idle:
-            groups.append(label)
+    for part, joints in PARTS.items():
+        if part != "body" and set(joints) <= idle:
+            groups.append(part.replace("_", " "))
             idle -= set(joints)
     groups += [JOINT_NAMES[j] for j in sorted(idle)]
     return (f"Unmapped BVH joints ({len(ignored)}): {listed or 'none'}. "

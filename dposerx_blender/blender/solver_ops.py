@@ -6,7 +6,7 @@ import bpy
 import numpy as np
 
 from ..core.errors import DPoserError
-from ..core.skeleton import BODY_JOINTS, EYE_JOINTS, JAW_JOINT, LEFT_HAND_JOINTS, RIGHT_HAND_JOINTS
+from ..core.skeleton import NUM_JOINTS, PART_JOINTS
 from . import pose_library, rig_bridge
 from .jobs import JobOperator, Plan
 from .locks import locked_mask
@@ -15,19 +15,17 @@ HYPOTHESES_KEY = "dposerx_hypotheses"  # object ID property: poses to cycle thro
 PIN_KEY = "dposerx_pin"  # empty ID property: the name of the bone it pulls
 
 
+def parts(settings) -> tuple[str, ...]:
+    """The chosen parts (core.skeleton.PART_JOINTS names), from the settings' part_<name> toggles."""
+    return tuple(name for name in PART_JOINTS if getattr(settings, f"part_{name}"))
+
+
 def part_mask(settings) -> np.ndarray:
     """(55,) bool, True for the joints of the parts the prior may change (never the global orientation)."""
-    mask = np.zeros(55, dtype=bool)
-    for enabled, joints in ((settings.part_body, BODY_JOINTS),
-                            (settings.part_hands, LEFT_HAND_JOINTS + RIGHT_HAND_JOINTS),
-                            (settings.part_face, (JAW_JOINT,) + EYE_JOINTS)):
-        mask[list(joints)] |= enabled
+    mask = np.zeros(NUM_JOINTS, dtype=bool)
+    for name in parts(settings):
+        mask[list(PART_JOINTS[name])] = True
     return mask
-
-
-def parts(settings) -> tuple[str, ...]:
-    return tuple(name for name, on in (("body", settings.part_body), ("hands", settings.part_hands),
-                                       ("face", settings.part_face)) if on)
 
 
 def free_joints(rig, settings, require_locked: bool) -> np.ndarray:

@@ -16,14 +16,10 @@ import torch
 from .errors import DPoserError
 from .layout import MODEL_DIM, POSE_DIM, joint_mask_to_model_mask, model_to_pose, pose_to_model
 from .rotations import axis_angle_to_matrix, axis_angle_to_quaternion, quaternion_to_axis_angle
-from .skeleton import (BODY_JOINTS, EYE_JOINTS, JAW_JOINT, JOINT_NAMES, LEFT_HAND_JOINTS, NUM_JOINTS, PARENTS,
-                       RIGHT_HAND_JOINTS, forward_kinematics)
+from .skeleton import JOINT_NAMES, NUM_JOINTS, PARENTS, PART_JOINTS, forward_kinematics
 from .solvers import SCHEDULES, Progress, complete as complete_normalised, optimize, prior_energy, sample
 from .sde import alpha_sigma
 
-# The parts a user can switch on and off (the face is jaw + eyes).
-PART_JOINTS = {"body": BODY_JOINTS, "hands": LEFT_HAND_JOINTS + RIGHT_HAND_JOINTS,
-               "face": (JAW_JOINT,) + EYE_JOINTS}
 SAMPLERS = ("ddim", "euler_maruyama")
 _NOISE_PERIOD = 997  # frames: denoising noise is indexed by frame number modulo this (chunk-independent)
 
