@@ -93,7 +93,7 @@ def clean_track(track: np.ndarray):
     frames = np.arange(1, len(track) + 1, dtype=float)
     rig_bridge.key_track(rig, noisy, range(55), frames)
     settings = bpy.context.scene.dposerx
-    settings.frame_start, settings.frame_end = 1, len(track)
+    settings.clean_start, settings.clean_end = 1, len(track)
     settings.part_hands = settings.part_face = False
     run_operator(bpy.ops.dposerx.clean_mocap)
     settings.part_hands = settings.part_face = True

@@ -174,7 +174,7 @@ def clean_picture(track) -> None:
         bpy.context.scene.frame_set(frame)
         picture.add(ob, f"noisy, frame {frame}", GREY)
     settings = bpy.context.scene.dposerx
-    settings.frame_start, settings.frame_end = 1, 24
+    settings.clean_start, settings.clean_end = 1, 24
     run(bpy.ops.dposerx.clean_mocap)
     for frame in shown:
         bpy.context.scene.frame_set(frame)

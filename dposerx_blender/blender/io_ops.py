@@ -1,5 +1,6 @@
 """Animation files in and out: SMPL-X npz and BVH onto an SMPL-X armature (or a new SMPL-X skeleton), and the
-armature's action back out as an AMASS-style npz. File > Import/Export entries and a DPoser-X sidebar panel.
+armature's action back out as an AMASS-style npz, and their File > Import/Export entries (the sidebar's
+Animation Files panel is in panels.py).
 
 Each operator is a jobs.Plan: the file is read and converted off the main thread (Esc cancels), then every key
 is written at once in one undo step. A bad file raises DPoserError before anything is written.
@@ -69,25 +70,29 @@ def _key_animation(rig, poses: np.ndarray, trans: np.ndarray, up_axis: str, on_r
     keyframes.write_channels(keyframes.object_channelbag(rig.object), [translation], frames)
     last = int(frames[-1])
     scene.frame_end = max(scene.frame_end, last)
-    scene.dposerx.frame_start, scene.dposerx.frame_end = scene.frame_start, last  # ready for Clean Mocap
+    scene.dposerx.clean_start, scene.dposerx.clean_end = scene.frame_start, last  # ready for Clean Mocap
     return f"'{rig.object.name}', frames {scene.frame_start}..{last}"
 
 
 class _FileJob:
     """A file browser first, then the job: modal with progress and Esc when the browser started it, synchronous
-    when run from a script."""
+    when run from a script or redone.
 
-    browsed: BoolProperty(default=False, options={'HIDDEN', 'SKIP_SAVE'})
+    Blender calls `execute` both for a script and when the browser (opened by ImportHelper/ExportHelper's
+    `invoke`) confirms; the operator's properties are what it carries from `invoke` to that call, so a hidden one
+    (not saved for redo) says which it is."""
+
+    from_browser: BoolProperty(default=False, options={'HIDDEN', 'SKIP_SAVE'})
 
     def invoke(self, context, event):
-        self.browsed = True
+        self.from_browser = True
         return super().invoke(context, event)
 
     def execute(self, context):
-        if self.browsed:
-            self.browsed = False  # a redo runs synchronously
-            return JobOperator.invoke(self, context, None)
-        return JobOperator.execute(self, context)
+        if self.from_browser:
+            self.from_browser = False
+            return self.start_modal(context)
+        return self.run_now(context)
 
 
 class _ImportJob(_FileJob):
@@ -287,21 +292,6 @@ class DPOSERX_OT_export_smplx_npz(_FileJob, ExportHelper, JobOperator, bpy.types
         return Plan(work, apply, uses_prior=False)
 
 
-class DPOSERX_PT_animation_files(bpy.types.Panel):
-    bl_space_type = 'VIEW_3D'
-    bl_region_type = 'UI'
-    bl_category = "DPoser-X"
-    bl_label = "Animation Files"
-    bl_parent_id = "DPOSERX_PT_main"
-    bl_options = {'DEFAULT_CLOSED'}
-
-    def draw(self, context):
-        layout = self.layout
-        layout.operator(DPOSERX_OT_import_smplx_npz.bl_idname, text="Import SMPL-X (.npz)", icon='IMPORT')
-        layout.operator(DPOSERX_OT_import_bvh.bl_idname, text="Import BVH", icon='IMPORT')
-        layout.operator(DPOSERX_OT_export_smplx_npz.bl_idname, text="Export SMPL-X (.npz)", icon='EXPORT')
-
-
 def draw_import_menu(self, context):
     self.layout.operator(DPOSERX_OT_import_smplx_npz.bl_idname, text="SMPL-X Animation (.npz)")
     self.layout.operator(DPOSERX_OT_import_bvh.bl_idname, text="BVH onto SMPL-X (.bvh)")
@@ -311,5 +301,4 @@ def draw_export_menu(self, context):
     self.layout.operator(DPOSERX_OT_export_smplx_npz.bl_idname, text="SMPL-X Animation (.npz)")
 
 
-classes = (DPOSERX_OT_import_smplx_npz, DPOSERX_OT_import_bvh, DPOSERX_OT_export_smplx_npz,
-           DPOSERX_PT_animation_files)
+classes = (DPOSERX_OT_import_smplx_npz, DPOSERX_OT_import_bvh, DPOSERX_OT_export_smplx_npz)

@@ -107,7 +107,8 @@ class Job:
 
 class JobOperator:
     """Mixin for solver operators: subclasses implement `plan(context) -> Plan` (raising DPoserError for bad
-    input). `execute` runs synchronously (scripts, redo); `invoke` runs the job modally with progress and Esc."""
+    input). `execute` runs the job synchronously (`run_now`: scripts, redo); `invoke` runs it modally with progress
+    and Esc (`start_modal`)."""
 
     bl_options = {'REGISTER', 'UNDO'}
     _job: Job | None = None
@@ -153,13 +154,19 @@ class JobOperator:
         return {'FINISHED'}
 
     def execute(self, context):
+        return self.run_now(context)
+
+    def invoke(self, context, event):
+        return self.start_modal(context)
+
+    def run_now(self, context) -> set:
         job = self._new_job(context)
         if job is None:
             return {'CANCELLED'}
         job.run()
         return self._finish(job)
 
-    def invoke(self, context, event):
+    def start_modal(self, context) -> set:
         self._job = self._new_job(context)
         if self._job is None:
             return {'CANCELLED'}

@@ -50,8 +50,8 @@ class DPOSERX_PG_settings(bpy.types.PropertyGroup):
     pin_cursor: BoolProperty(name="Active Bone to 3D Cursor", default=False,
                              description="Also pin the active bone to the 3D cursor")
     # Clean Mocap
-    frame_start: IntProperty(name="Start", default=1, description="First frame to clean")
-    frame_end: IntProperty(name="End", default=250, description="Last frame to clean")
+    clean_start: IntProperty(name="Start", default=1, description="First frame to clean")
+    clean_end: IntProperty(name="End", default=250, description="Last frame to clean")
     clean_strength: FloatProperty(name="Strength", default=1.0, min=0.0, max=2.0,
                                   description="How much noise to remove")
     # Generate Pose Library

@@ -204,7 +204,7 @@ class DPOSERX_OT_clean_mocap(JobOperator, bpy.types.Operator):
     def plan(self, context):
         settings, scene = context.scene.dposerx, context.scene
         rig = rig_bridge.find_rig(context.object)
-        start, end = settings.frame_start, settings.frame_end
+        start, end = settings.clean_start, settings.clean_end
         if end <= start:
             raise DPoserError(f"The frame range {start}..{end} is empty or reversed: End must be after Start.")
         if not _has_keys(rig.object, start, end):
