@@ -3,6 +3,7 @@ right frames, locked bones unchanged bit for bit, cancel and errors write nothin
 import os
 import sys
 import threading
+from types import SimpleNamespace
 
 import bpy
 import numpy as np
@@ -105,7 +106,9 @@ def test_generate_library_assets_and_keys(make, calls, tmp_path):
 
 
 def test_job_thread_cancel_writes_nothing():
-    started, applied = threading.Event(), []
+    """Esc during a modal job: the worker stops at its next progress call, and finishing the job (what `modal`
+    does once the thread has ended) reports the cancel and never calls the plan's apply."""
+    started, applied, reports = threading.Event(), [], []
 
     def work(prior, progress):
         started.set()
@@ -113,7 +116,6 @@ def test_job_thread_cancel_writes_nothing():
             progress(0, 10)
 
     job = jobs.Job(jobs.Plan(work, applied.append), "", "cpu", 0)
-    job.plan = jobs.Plan(work, applied.append)
     jobs._PRIORS[("", "cpu")] = "prior"
     try:
         job.start()
@@ -122,7 +124,10 @@ def test_job_thread_cancel_writes_nothing():
         job._thread.join(5)
     finally:
         jobs.clear_priors()
-    assert job.finished and isinstance(job.error, Cancelled) and not applied
+    assert job.finished and isinstance(job.error, Cancelled)
+    operator = SimpleNamespace(report=lambda level, text: reports.append((level, text)))
+    assert jobs.JobOperator._finish(operator, job) == {'CANCELLED'}
+    assert not applied and reports == [({'WARNING'}, "Cancelled: nothing was changed")]
 
 
 def test_automatic_threads_leave_a_core_free():
