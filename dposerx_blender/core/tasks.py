@@ -122,9 +122,10 @@ def _positions(prior, x: torch.Tensor, global_orient: torch.Tensor | None = None
 # ----------------------------------------------------------------------------------------------------- tasks
 
 def complete(prior, pose, observed, hypotheses: int = 10, seed: int = 0, strength: float = 1.0,
-             progress: Progress | None = None, schedule: Schedule = SCHEDULES["complete"]) -> Completion:
+             progress: Progress | None = None, schedule: Schedule | None = None) -> Completion:
     """Complete every unobserved joint (DPoser's variational completion, paper schedule), `hypotheses` per pose,
-    ranked by prior energy (most plausible first). `schedule` with its "data" and "prior" weights.
+    ranked by prior energy (most plausible first). `schedule`: with "data" and "prior" weights (default: looked up
+    in SCHEDULES at the call).
 
     >>> result = complete(prior, pose, observed=mask, hypotheses=10, seed=0)   # pose (165,), mask (55,)
     >>> result.poses[0], result.hypotheses[0, 1]                               # best, second best
@@ -132,7 +133,7 @@ def complete(prior, pose, observed, hypotheses: int = 10, seed: int = 0, strengt
     poses, _ = _poses(pose)
     mask = _joint_mask(observed, len(poses), "observed")
     _positive(hypotheses, "hypotheses", integer=True)
-    schedule = schedule.with_strength(_non_negative(strength, "strength"))
+    schedule = (schedule or SCHEDULES["complete"]).with_strength(_non_negative(strength, "strength"))
     generator = _generator(seed)
     with torch.no_grad():
         x = _normalised(prior, poses)
@@ -147,15 +148,15 @@ def complete(prior, pose, observed, hypotheses: int = 10, seed: int = 0, strengt
 
 def denoise_track(prior, track, locked=None, fps: float = 30.0, strength: float = 1.0, seed: int = 0,
                   chunk: int = 120, overlap: int = 16, frames_per_batch: int = 2048,
-                  progress: Progress | None = None, schedule: Schedule = SCHEDULES["denoise"]) -> np.ndarray:
+                  progress: Progress | None = None, schedule: Schedule | None = None) -> np.ndarray:
     """Clean a noisy motion (T, 165): per-frame prior + joint-position data term + temporal smoothness (DPoser's
     motion denoising, whole body, joint and finger-tip positions through FK on the default skeleton).
 
     Runs in windows of `chunk` frames overlapping by `overlap`, `frames_per_batch` frames at a time (bounded
     memory for any length), cross-faded in the overlaps. The regulariser's noise is indexed by absolute frame
     number, so a frame's result does not depend on how the track is cut. Locked joints come back bit-exact.
-    strength scales the prior and smoothness (1 = tuned, 0 = no change beyond the data term). `schedule` with
-    its "data", "smooth" and "prior" weights.
+    strength scales the prior and smoothness (1 = tuned, 0 = no change beyond the data term). `schedule`: with
+    "data", "smooth" and "prior" weights (default: looked up in SCHEDULES at the call).
     """
     poses, _ = _poses(track, "track")
     locked_mask = _joint_mask(locked, 1, "locked")[0]
@@ -163,7 +164,7 @@ def denoise_track(prior, track, locked=None, fps: float = 30.0, strength: float 
     _positive(chunk, "chunk", integer=True)
     if not 0 <= overlap < chunk / 2:
         raise DPoserError(f"overlap must be at least 0 and under half the chunk ({chunk}), got {overlap}")
-    schedule = schedule.with_strength(_non_negative(strength, "strength"))
+    schedule = (schedule or SCHEDULES["denoise"]).with_strength(_non_negative(strength, "strength"))
     seed = _checked_seed(seed)
     n_frames = len(poses)
     length = min(chunk, n_frames)
@@ -303,13 +304,13 @@ def vary(prior, pose, strength: float = 0.3, observed=None, seed: int = 0, count
 
 
 def solve_pins(prior, pose, targets: dict, observed=None, rest_joints=None, seed: int = 0,
-               progress: Progress | None = None, schedule: Schedule = SCHEDULES["pins"]) -> PinResult:
+               progress: Progress | None = None, schedule: Schedule | None = None) -> PinResult:
     """Move unlocked joints so that pinned joints reach their targets, the prior keeping the pose natural and
     a weak pull keeping joints the pins do not need near where they were.
 
     targets {joint index: (3,) position in metres} in the SMPL-X frame of `rest_joints` (55, 3) (default: the
-    project's skeleton), pelvis joint at its rest position, global orientation applied. `schedule` with its
-    "data", "stay" and "prior" weights.
+    project's skeleton), pelvis joint at its rest position, global orientation applied. `schedule`: with "data",
+    "stay" and "prior" weights (default: looked up in SCHEDULES at the call).
     """
     poses, _ = _poses(pose)
     if len(poses) != 1:
@@ -343,7 +344,7 @@ def solve_pins(prior, pose, targets: dict, observed=None, rest_joints=None, seed
     terms = {"data": lambda x, _step: ((_positions(prior, x, orient, rest)[:, pinned] - goal) ** 2).sum((-1, -2)),
              "stay": lambda x, _step: ((x - x0) ** 2).sum(-1),
              "prior": dposer_term(prior.model, generator=generator)}
-    x = optimize(x0, terms, schedule, free=~_model_mask(keep)[None], progress=progress)
+    x = optimize(x0, terms, schedule or SCHEDULES["pins"], free=~_model_mask(keep)[None], progress=progress)
     result = _to_poses(prior, x, poses, keep[None])[0]
     with torch.no_grad():
         final = forward_kinematics(axis_angle_to_matrix(torch.from_numpy(result).reshape(1, NUM_JOINTS, 3)),
