@@ -1,5 +1,5 @@
 """SMPL-X armatures <-> pose arrays: the only place where Blender axes, units, bone rolls and rotation modes meet
-SMPL-X conventions (the maths is in core.rig_math).
+SMPL-X conventions (the maths, and the one axes change, is in core.rig_math).
 
 Pose arrays are (..., 165) float64 axis-angle in SMPL-X joint order, joint 0 = global orientation (pelvis,
 including an optional parent bone "root"), in the rig's own SMPL-X frame (see rig_math.smplx_axes).

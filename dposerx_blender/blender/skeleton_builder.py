@@ -6,9 +6,9 @@ import bmesh
 import bpy
 import numpy as np
 
+from ..core.rig_math import Z_UP_TO_Y_UP
 from ..core.skeleton import BODY_JOINTS, JOINT_NAMES, PARENTS, REST_JOINTS, TIP_OFFSETS
 
-SMPLX_TO_BLENDER = np.array([[1.0, 0, 0], [0, 0, -1], [0, 1, 0]])  # SMPL-X Y-up (x, y, z) -> Z-up (x, -z, y)
 BODY_BONE_LENGTH = 0.1  # the MPI rig's bone length
 SMALL_BONE_LENGTH = 0.02  # fingers, jaw and eyes, so they do not hide each other
 SHAPE_NAME = "DPoser-X Joint"
@@ -29,7 +29,7 @@ def _joint_shape():
 def build_skeleton(context, name: str = "SMPL-X"):
     # Stand on the floor: the lowest toe tip at z = 0.
     tips = [REST_JOINTS[j] + offset for j, offset in TIP_OFFSETS.items()]
-    heads = (REST_JOINTS - np.vstack([REST_JOINTS, tips])[:, 1].min() * np.array([0, 1, 0])) @ SMPLX_TO_BLENDER.T
+    heads = (REST_JOINTS - np.vstack([REST_JOINTS, tips])[:, 1].min() * np.array([0, 1, 0])) @ Z_UP_TO_Y_UP  # to Z-up
     armature = bpy.data.armatures.new(name)
     ob = bpy.data.objects.new(name, armature)
     ob.location = context.scene.cursor.location

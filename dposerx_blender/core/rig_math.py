@@ -192,6 +192,11 @@ def smplx_axes(left: np.ndarray, up: np.ndarray) -> np.ndarray:
     return np.stack([x, y, np.cross(x, y)])
 
 
+# The one Z-up <-> Y-up change: Blender's world and AMASS files are Z-up, the subject facing -Y (left +X); SMPL-X's
+# frame is Y-up (the transpose goes back). Exact: (x, y, z) -> (x, z, -y), -90 degrees about X.
+Z_UP_TO_Y_UP = smplx_axes(left=(1, 0, 0), up=(0, 0, 1))
+
+
 def basis_to_smplx(basis: np.ndarray, rest: np.ndarray, axes: np.ndarray) -> np.ndarray:
     """Bone-local pose rotations -> SMPL-X local rotations: A M R_basis M^T A^T.
 
