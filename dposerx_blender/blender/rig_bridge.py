@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.spatial.transform import Rotation
 
 from ..core import rig_math
 from ..core.errors import DPoserError
@@ -73,12 +74,18 @@ def find_rig(ob) -> Rig:
     return Rig(ob, tuple(names), axes, rest, root, float(np.mean(ob.matrix_world.to_scale())))
 
 
-def _to_smplx(rig: Rig, basis: np.ndarray, root: np.ndarray | None) -> np.ndarray:
-    """basis (T, 55, 3, 3), root rotation (T or 1, 3, 3) or None (see root_rotation) -> poses (T, 165)."""
+def _to_smplx(rig: Rig, basis: np.ndarray, root: np.ndarray | None, frames=None) -> np.ndarray:
+    """basis (T, 55, 3, 3), root rotation (T or 1, 3, 3) or None (see root_rotation) -> poses (T, 165);
+    DPoserError naming the bone (and the frame of `frames`) for an invalid rotation."""
     local = rig_math.basis_to_smplx(basis, rig.rest, rig.axes)
     if root is not None:
         local[:, 0] = root @ local[:, 0]
-    return rig_math.matrix_to_axis_angle(local).reshape(len(basis), -1)
+    bad = ~np.isfinite(local).all((-1, -2))
+    if bad.any():
+        t, j = np.argwhere(bad)[0]
+        where = f" at frame {frames[t]:g}" if frames is not None else ""
+        raise DPoserError(f"Bone '{rig.bone_names[j]}' has an invalid (NaN or infinite) rotation{where}.")
+    return Rotation.from_matrix(local).as_rotvec().reshape(len(basis), -1)
 
 
 def _bone_basis(pose_bone, channelbag, frames: np.ndarray | None) -> np.ndarray:
@@ -110,29 +117,17 @@ def root_rotation(rig: Rig, frames: np.ndarray | None = None) -> np.ndarray | No
     return rig_math.basis_to_smplx(basis[:, None], rest, rig.axes)[:, 0]
 
 
-def _check_finite(rig: Rig, poses: np.ndarray, frames) -> None:
-    bad = ~np.isfinite(poses.reshape(len(poses), 55, 3)).all(-1)
-    if bad.any():
-        t, j = np.argwhere(bad)[0]
-        where = f" at frame {frames[t]:g}" if frames is not None else ""
-        raise DPoserError(f"Bone '{rig.bone_names[j]}' has an invalid (NaN or infinite) rotation{where}.")
-
-
 def read_pose(rig: Rig) -> np.ndarray:
     """The rig's current pose (165,)."""
     basis = np.concatenate([_bone_basis(pb, None, None) for pb in rig.pose_bones])
-    poses = _to_smplx(rig, basis[None], root_rotation(rig))
-    _check_finite(rig, poses, None)
-    return poses[0]
+    return _to_smplx(rig, basis[None], root_rotation(rig))[0]
 
 
 def read_track(rig: Rig, frames: np.ndarray) -> np.ndarray:
     """The rig's animated poses at `frames` (T,) from its action's F-curves -> (T, 165)."""
     channelbag = _object_channelbag(rig, frames)
     basis = np.stack([_bone_basis(pb, channelbag, frames) for pb in rig.pose_bones], axis=1)
-    poses = _to_smplx(rig, basis, root_rotation(rig, frames))
-    _check_finite(rig, poses, frames)
-    return poses
+    return _to_smplx(rig, basis, root_rotation(rig, frames), frames)
 
 
 def pose_channels(rig: Rig, poses: np.ndarray, joints, reference_frame: float | None = None,
@@ -146,7 +141,7 @@ def pose_channels(rig: Rig, poses: np.ndarray, joints, reference_frame: float | 
     """
     if frames is not None and len(frames) != len(poses):
         raise ValueError(f"{len(poses)} poses for {len(frames)} frames")
-    local = rig_math.axis_angle_to_matrix(poses.reshape(len(poses), 55, 3))
+    local = Rotation.from_rotvec(poses.reshape(len(poses), 55, 3)).as_matrix()
     root = root_rotation(rig, frames)
     if root is not None:
         local[:, 0] = np.swapaxes(root, -1, -2) @ local[:, 0]

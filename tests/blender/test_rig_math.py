@@ -1,54 +1,105 @@
-"""core.rig_math (bpy-free) against scipy and core.rotations; kept here with the Blender layer it serves."""
+"""core.rig_math (bpy-free, scipy underneath) against core.rotations (torch) and Blender's conventions; kept here
+with the Blender layer it serves."""
+import math
+
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy.spatial.transform import Rotation
 
 from dposerx_blender.core import rig_math, rotations
 
 RNG = np.random.default_rng(0)
+SETTINGS = settings(max_examples=100, deadline=None)
+# A rotation as a unit quaternion (w, x, y, z) from four normal draws (uniform on the sphere), scaled by any
+# non-zero length and sign: the channels may hold any of them.
+quaternions = st.tuples(*[st.floats(-1.0, 1.0, allow_nan=False)] * 4).filter(lambda q: np.linalg.norm(q) > 0.1)
+lengths = st.sampled_from([1.0, -1.0, 0.5, -2.0])
 
 
 def random_rotations(n):
     return Rotation.random(n, random_state=1).as_matrix()
 
 
-def test_axis_angle_matches_torch_rotations():
-    aa = RNG.normal(size=(50, 3)) * 0.9
-    aa[0] = 0.0
-    aa[1] = 1e-9
-    ours = rig_math.axis_angle_to_matrix(aa)
-    theirs = rotations.axis_angle_to_matrix(torch.from_numpy(aa)).numpy()
-    assert np.allclose(ours, theirs, atol=1e-12)
-    assert np.allclose(rig_math.matrix_to_axis_angle(ours), aa, atol=1e-9)
+def torch_matrix(quat):
+    return rotations.quaternion_to_matrix(torch.tensor(quat, dtype=torch.float64)).numpy()
 
 
-def test_quaternion_round_trip_and_sign():
-    mats = random_rotations(100)
-    quat = rig_math.matrix_to_quaternion(mats)
-    assert (quat[:, 0] >= 0).all()
-    assert np.allclose(rig_math.quaternion_to_matrix(quat), mats, atol=1e-12)
-    assert np.allclose(quat[:, [1, 2, 3, 0]] * np.sign(quat[:, :1]),
-                       Rotation.from_matrix(mats).as_quat() * np.sign(Rotation.from_matrix(mats).as_quat()[:, 3:]),
-                       atol=1e-12)
+@SETTINGS
+@given(quaternions, lengths)
+def test_quaternion_channels_agree_with_torch_rotations(quat, length):
+    """scipy (here) and core.rotations (torch, where gradients are needed) are the same maths."""
+    channels = length * np.asarray(quat)
+    mats = rig_math.channels_to_matrix("QUATERNION", channels[None])
+    np.testing.assert_allclose(mats[0], torch_matrix(channels), atol=1e-12)
+    back = rig_math.matrix_to_channels("QUATERNION", mats)[0]
+    torch_back = rotations.matrix_to_quaternion(torch.from_numpy(mats)).numpy()[0]
+    np.testing.assert_allclose(back * np.sign(back @ torch_back), torch_back, atol=1e-9)
+    assert back[0] >= 0  # no reference: w >= 0
+
+
+@SETTINGS
+@given(quaternions, st.sampled_from(rig_math.EULER_ORDERS))
+def test_euler_and_axis_angle_channels_agree_with_torch_rotations(quat, order):
+    expected = torch_matrix(quat)
+    for mode in (order, "AXIS_ANGLE"):
+        channels = rig_math.matrix_to_channels(mode, expected[None])
+        np.testing.assert_allclose(rig_math.channels_to_matrix(mode, channels)[0], expected, atol=1e-9)
+    angle, axis = channels[0, 0], channels[0, 1:]
+    rotvec = torch.from_numpy(angle * axis)
+    np.testing.assert_allclose(rotations.axis_angle_to_matrix(rotvec).numpy(), expected, atol=1e-9)
+    assert 0 <= angle <= math.pi + 1e-12
 
 
 @pytest.mark.parametrize("order", rig_math.EULER_ORDERS)
 def test_euler_matches_blender_convention(order):
-    # Blender "XYZ" applies X first: R = Rz Ry Rx, which is scipy's extrinsic lower-case "xyz".
+    """Blender "XYZ" applies X first: R = Rz Ry Rx (built here by hand), scipy's extrinsic lower-case "xyz"."""
     angles = RNG.uniform(-3, 3, size=(40, 3))
     angles[:, 1] = RNG.uniform(-1.5, 1.5, size=40)
-    mats = rig_math.euler_to_matrix(angles, order)
-    assert np.allclose(mats, Rotation.from_euler(order.lower(), angles).as_matrix(), atol=1e-12)
-    back = rig_math.matrix_to_euler(mats, order)
-    assert np.allclose(rig_math.euler_to_matrix(back, order), mats, atol=1e-12)
+    mats = rig_math.channels_to_matrix(order, angles)
+    about = {axis: Rotation.from_rotvec(np.outer(angles[:, k], np.eye(3)["XYZ".index(axis)])).as_matrix()
+             for k, axis in enumerate(order)}
+    np.testing.assert_allclose(mats, about[order[2]] @ about[order[1]] @ about[order[0]], atol=1e-12)
+    back = rig_math.matrix_to_channels(order, mats)
+    np.testing.assert_allclose(rig_math.channels_to_matrix(order, back), mats, atol=1e-12)
 
 
 @pytest.mark.parametrize("order", rig_math.EULER_ORDERS)
 def test_euler_gimbal_lock(order):
     angles = np.array([[0.4, np.pi / 2, -0.3], [0.4, -np.pi / 2, 1.0]])
-    mats = rig_math.euler_to_matrix(angles, order)
-    assert np.allclose(rig_math.euler_to_matrix(rig_math.matrix_to_euler(mats, order), order), mats, atol=1e-9)
+    mats = rig_math.channels_to_matrix(order, angles)
+    back = rig_math.matrix_to_channels(order, mats[:, None])[:, 0]
+    np.testing.assert_allclose(rig_math.channels_to_matrix(order, back), mats, atol=1e-9)
+
+
+def test_invalid_channels_give_nan_matrices():
+    quats = np.array([[1.0, 0, 0, 0], [0, 0, 0, 0], [np.nan, 0, 0, 1], [np.inf, 0, 0, 1]])
+    mats = rig_math.channels_to_matrix("QUATERNION", quats)
+    assert np.isfinite(mats[0]).all() and np.isnan(mats[1:]).all()
+    assert np.isnan(rig_math.channels_to_matrix("XYZ", np.array([[0.0, np.nan, 0]]))).all()
+    np.testing.assert_allclose(rig_math.channels_to_matrix("AXIS_ANGLE", np.array([[0.7, 0, 0, 0]])), [np.eye(3)])
+
+
+def test_make_quaternions_continuous():
+    # A smooth motion for 3 joints over 40 frames, with random sign flips.
+    rng = np.random.default_rng(2)
+    rotvecs = np.cumsum(rng.normal(scale=0.3, size=(40, 3, 3)), axis=0)
+    quat = Rotation.from_rotvec(rotvecs).as_quat(scalar_first=True)
+    flipped = quat * rng.choice([-1.0, 1.0], size=(40, 3, 1))
+    continuous = rig_math.make_quaternions_continuous(flipped)
+    assert ((continuous[1:] * continuous[:-1]).sum(-1) >= 0).all()
+    np.testing.assert_array_equal(np.abs(continuous), np.abs(quat))  # each frame is +-itself: same rotations
+    expected = flipped.copy()  # the obvious sequential loop
+    for t in range(1, len(expected)):
+        for j in range(3):
+            if expected[t, j] @ expected[t - 1, j] < 0:
+                expected[t, j] = -expected[t, j]
+    np.testing.assert_array_equal(continuous, expected)
+    against = rig_math.make_quaternions_continuous(flipped, reference=-flipped[0])
+    np.testing.assert_array_equal(against, -expected)
+    assert rig_math.make_quaternions_continuous(flipped[:0]).shape == (0, 3, 4)
 
 
 @pytest.mark.parametrize("mode", list(rig_math.CHANNEL_SIZES))
@@ -56,7 +107,7 @@ def test_channels_round_trip_and_continuity(mode):
     # A slow spin through 2.5 turns: channels must not jump between samples.
     angle = np.linspace(0, 5 * np.pi, 200)
     axis = np.array([0.3, 0.8, -0.5]) / np.linalg.norm([0.3, 0.8, -0.5])
-    mats = rig_math.axis_angle_to_matrix(angle[:, None] * axis)
+    mats = Rotation.from_rotvec(angle[:, None] * axis).as_matrix()
     channels = rig_math.matrix_to_channels(mode, mats)
     assert channels.shape == (200, rig_math.CHANNEL_SIZES[mode])
     assert np.allclose(rig_math.channels_to_matrix(mode, channels), mats, atol=1e-9)
@@ -65,8 +116,8 @@ def test_channels_round_trip_and_continuity(mode):
 
 
 def test_continuity_follows_reference():
-    mats = rig_math.axis_angle_to_matrix(np.array([[0.0, 0.0, 0.1]]))
-    reference = -rig_math.matrix_to_quaternion(mats)[0]
+    mats = Rotation.from_rotvec([[0.0, 0.0, 0.1]]).as_matrix()
+    reference = -Rotation.from_matrix(mats).as_quat(scalar_first=True)[0]
     quats = rig_math.matrix_to_channels("QUATERNION", mats, reference)
     assert quats[0, 0] < 0
     euler = rig_math.matrix_to_channels("XYZ", mats, np.array([0.0, 0.0, 2 * np.pi]))

@@ -268,11 +268,9 @@ def test_batch_shapes_and_dtype(batch, dtype):
         "rot6d_to_matrix": (rot.rot6d_to_matrix(rot.matrix_to_rot6d(mats)), (3, 3)),
         "quaternion_multiply": (rot.quaternion_multiply(quat, quat), (4,)),
         "quaternion_slerp": (rot.quaternion_slerp(quat, quat.flip(-1), torch.full(batch, 0.3, dtype=dtype)), (4,)),
-        "make_quaternions_continuous": (rot.make_quaternions_continuous(quat[None]), (1,) + batch + (4,)),
     }
     for name, (output, tail) in outputs.items():
-        expected = tail if name == "make_quaternions_continuous" else batch + tail
-        assert output.shape == expected, name
+        assert output.shape == batch + tail, name
         assert output.dtype == dtype, name
         assert torch.isfinite(output).all(), name
     # The float32 results are still accurate.
@@ -281,7 +279,7 @@ def test_batch_shapes_and_dtype(batch, dtype):
     np.testing.assert_allclose(rot.axis_angle_to_matrix(rot.matrix_to_axis_angle(mats)), mats, atol=1e-5)
 
 
-# --- slerp and sign continuity ---------------------------------------------------------------
+# --- slerp ---------------------------------------------------------------------------------
 
 
 @SETTINGS
@@ -317,24 +315,3 @@ def test_slerp_takes_the_short_path_and_handles_identical_inputs():
     q0s, q1s = q0.expand(5, 4), q1.expand(5, 4)
     weights = torch.linspace(0, 1, 5, dtype=torch.float64)
     torch.testing.assert_close(rot.quaternion_slerp(q0s, q1s, weights), rot.quaternion_slerp(q0s, q1s, weights[:, None]))
-
-
-def test_make_quaternions_continuous():
-    rng = np.random.default_rng(2)
-    # A smooth motion for 3 joints over 40 frames, with random sign flips.
-    rotvecs = np.cumsum(rng.normal(scale=0.3, size=(40, 3, 3)), axis=0)
-    quat = t64(to_wxyz(Rotation.from_rotvec(rotvecs.reshape(-1, 3)).as_quat()).reshape(40, 3, 4))
-    flips = t64(rng.choice([-1.0, 1.0], size=(40, 3, 1)))
-    continuous = rot.make_quaternions_continuous(quat * flips)
-    assert ((continuous[1:] * continuous[:-1]).sum(-1) >= 0).all()
-    torch.testing.assert_close(continuous[0], (quat * flips)[0])
-    torch.testing.assert_close(continuous.abs(), quat.abs())  # each frame is +-itself: same rotations
-    torch.testing.assert_close(rot.quaternion_to_matrix(continuous), rot.quaternion_to_matrix(quat))
-    # Reference: the obvious sequential loop.
-    expected = (quat * flips).clone()
-    for t in range(1, len(expected)):
-        for j in range(3):
-            if expected[t, j] @ expected[t - 1, j] < 0:
-                expected[t, j] = -expected[t, j]
-    torch.testing.assert_close(continuous, expected)
-    assert rot.make_quaternions_continuous(quat[:1]).shape == (1, 3, 4)
