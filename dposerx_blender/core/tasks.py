@@ -14,11 +14,11 @@ from functools import partial
 import numpy as np
 import torch
 
+from . import solvers
 from .errors import DPoserError
 from .layout import MODEL_DIM, POSE_DIM, joint_mask_to_model_mask, model_to_pose, pose_to_model
 from .rotations import axis_angle_to_matrix, axis_angle_to_quaternion, quaternion_to_axis_angle
 from .skeleton import JOINT_NAMES, NUM_JOINTS, PARENTS, PART_JOINTS, forward_kinematics
-from . import solvers
 from .solvers import SAMPLERS, SCHEDULES, Progress, Schedule, dposer_term, optimize, prior_energy, sample_ddim
 from .sde import alpha_sigma
 
