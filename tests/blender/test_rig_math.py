@@ -1,56 +1,17 @@
-"""core.rig_math (bpy-free, scipy underneath) against core.rotations (torch) and Blender's conventions; kept here
-with the Blender layer it serves."""
-import math
+"""core.rig_math (bpy-free, scipy underneath) against Blender's conventions; kept here with the Blender layer it
+serves (tests/core/test_rotations.py compares it with core.rotations)."""
 
 import numpy as np
 import pytest
-import torch
-from hypothesis import given, settings
-from hypothesis import strategies as st
 from scipy.spatial.transform import Rotation
 
-from dposerx_blender.core import rig_math, rotations
+from dposerx_blender.core import rig_math
 
 RNG = np.random.default_rng(0)
-SETTINGS = settings(max_examples=100, deadline=None)
-# A rotation as a unit quaternion (w, x, y, z) from four normal draws (uniform on the sphere), scaled by any
-# non-zero length and sign: the channels may hold any of them.
-quaternions = st.tuples(*[st.floats(-1.0, 1.0, allow_nan=False)] * 4).filter(lambda q: np.linalg.norm(q) > 0.1)
-lengths = st.sampled_from([1.0, -1.0, 0.5, -2.0])
 
 
 def random_rotations(n):
     return Rotation.random(n, random_state=1).as_matrix()
-
-
-def torch_matrix(quat):
-    return rotations.quaternion_to_matrix(torch.tensor(quat, dtype=torch.float64)).numpy()
-
-
-@SETTINGS
-@given(quaternions, lengths)
-def test_quaternion_channels_agree_with_torch_rotations(quat, length):
-    """scipy (here) and core.rotations (torch, where gradients are needed) are the same maths."""
-    channels = length * np.asarray(quat)
-    mats = rig_math.channels_to_matrix("QUATERNION", channels[None])
-    np.testing.assert_allclose(mats[0], torch_matrix(channels), atol=1e-12)
-    back = rig_math.matrix_to_channels("QUATERNION", mats)[0]
-    torch_back = rotations.matrix_to_quaternion(torch.from_numpy(mats)).numpy()[0]
-    np.testing.assert_allclose(back * np.sign(back @ torch_back), torch_back, atol=1e-9)
-    assert back[0] >= 0  # no reference: w >= 0
-
-
-@SETTINGS
-@given(quaternions, st.sampled_from(rig_math.EULER_ORDERS))
-def test_euler_and_axis_angle_channels_agree_with_torch_rotations(quat, order):
-    expected = torch_matrix(quat)
-    for mode in (order, "AXIS_ANGLE"):
-        channels = rig_math.matrix_to_channels(mode, expected[None])
-        np.testing.assert_allclose(rig_math.channels_to_matrix(mode, channels)[0], expected, atol=1e-9)
-    angle, axis = channels[0, 0], channels[0, 1:]
-    rotvec = torch.from_numpy(angle * axis)
-    np.testing.assert_allclose(rotations.axis_angle_to_matrix(rotvec).numpy(), expected, atol=1e-9)
-    assert 0 <= angle <= math.pi + 1e-12
 
 
 @pytest.mark.parametrize("order", rig_math.EULER_ORDERS)

@@ -1,4 +1,5 @@
-"""Rotation conversions against scipy, round trips, gradients at angle 0, batch shapes and slerp."""
+"""Rotation conversions against scipy (and core.rig_math's scipy path), round trips, gradients at angle 0,
+batch shapes and slerp."""
 
 import math
 
@@ -9,6 +10,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from scipy.spatial.transform import Rotation, Slerp
 
+from dposerx_blender.core import rig_math
 from dposerx_blender.core import rotations as rot
 
 SETTINGS = settings(max_examples=200, deadline=None)
@@ -315,3 +317,39 @@ def test_slerp_takes_the_short_path_and_handles_identical_inputs():
     q0s, q1s = q0.expand(5, 4), q1.expand(5, 4)
     weights = torch.linspace(0, 1, 5, dtype=torch.float64)
     torch.testing.assert_close(rot.quaternion_slerp(q0s, q1s, weights), rot.quaternion_slerp(q0s, q1s, weights[:, None]))
+
+
+# --- the numpy side (core.rig_math through scipy) against this module ---------------------------------------
+
+# A rotation as a quaternion (w, x, y, z) of any non-zero length and sign: Blender's channels may hold any.
+quaternions = st.tuples(unit, unit, unit, unit).filter(lambda q: np.linalg.norm(q) > 0.1)
+
+
+def _torch_matrix(quat):
+    return rot.quaternion_to_matrix(t64(quat)).numpy()
+
+
+@SETTINGS
+@given(quaternions, quat_scales)
+def test_rig_math_quaternion_channels_agree(quat, scale):
+    """rig_math (scipy, for numpy code) and this module (torch, where gradients are needed) are the same maths."""
+    channels = scale * np.asarray(quat)
+    mats = rig_math.channels_to_matrix("QUATERNION", channels[None])
+    np.testing.assert_allclose(mats[0], _torch_matrix(channels), atol=1e-12)
+    back = rig_math.matrix_to_channels("QUATERNION", mats)[0]
+    torch_back = rot.matrix_to_quaternion(torch.from_numpy(mats)).numpy()[0]
+    np.testing.assert_allclose(back * np.sign(back @ torch_back), torch_back, atol=1e-9)
+    assert back[0] >= 0  # no reference: w >= 0
+
+
+@SETTINGS
+@given(quaternions, st.sampled_from(rig_math.EULER_ORDERS))
+def test_rig_math_euler_and_axis_angle_channels_agree(quat, order):
+    expected = _torch_matrix(quat)
+    for mode in (order, "AXIS_ANGLE"):
+        channels = rig_math.matrix_to_channels(mode, expected[None])
+        np.testing.assert_allclose(rig_math.channels_to_matrix(mode, channels)[0], expected, atol=1e-9)
+    angle, axis = channels[0, 0], channels[0, 1:]
+    rotvec = torch.from_numpy(angle * axis)
+    np.testing.assert_allclose(rot.axis_angle_to_matrix(rotvec).numpy(), expected, atol=1e-9)
+    assert 0 <= angle <= math.pi + 1e-12
