@@ -29,11 +29,21 @@ def ensure_catalog(path: str) -> bool:
     return True
 
 
+def next_number(prefix: str) -> int:
+    """1 + the highest number of the Actions named "<prefix> <number>", so a second run continues the series
+    instead of making "<prefix> 001.001"."""
+    numbers = [int(tail) for name in bpy.data.actions.keys()
+               if name.startswith(prefix + " ") and (tail := name[len(prefix) + 1:]).isdigit()]
+    return max(numbers, default=0) + 1
+
+
 def create_pose_assets(rig: rig_bridge.Rig, poses: np.ndarray, joints, catalog: str, prefix: str) -> list:
-    """One pose asset per row of poses (N, 165), holding `joints`; returns the Actions."""
+    """One pose asset per row of poses (N, 165), holding `joints` (the ones the job would key, so that applying
+    the asset changes what the keys change); returns the Actions."""
     actions = []
+    first = next_number(prefix)
     for i, pose in enumerate(poses):
-        action, channelbag = keyframes.new_pose_action(f"{prefix} {i + 1:03d}", rig.object)
+        action, channelbag = keyframes.new_pose_action(f"{prefix} {first + i:03d}", rig.object)
         keyframes.write_channels(channelbag, rig_bridge.pose_channels(rig, pose[None], joints), np.array([1.0]))
         action.asset_mark()
         action.asset_data.catalog_id = catalog_id(catalog)

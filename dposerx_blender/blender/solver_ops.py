@@ -278,7 +278,8 @@ class DPOSERX_OT_generate_library(JobOperator, bpy.types.Operator):
         def apply(result):
             notes = []
             if as_assets:
-                assets = pose_library.create_pose_assets(rig, result, range(1, 55), catalog, "DPoser-X pose")
+                assets = pose_library.create_pose_assets(rig, result, np.flatnonzero(free), catalog,
+                                                         "DPoser-X pose")
                 saved = pose_library.ensure_catalog(catalog)
                 notes.append(f"{len(assets)} pose assets in '{catalog}'"
                              + ("" if saved else " (save the file to create the catalog)"))

@@ -116,3 +116,29 @@ def test_jobs_run_when_registered_without_preferences(calls):
     addons.remove(addons[ADDON_PACKAGE])
     posed_rig(mpi_rig)
     assert bpy.ops.dposerx.vary_pose() == {'FINISHED'}
+
+
+# 4. Pose assets store what the keys change, under unique names -----------------------------------------------
+
+
+def bones_of(channelbag):
+    return {fc.data_path.split('"')[1] for fc in channelbag.fcurves}
+
+
+def test_pose_assets_match_the_keys(calls):
+    from dposerx_blender.blender import keyframes
+
+    ob, rig = posed_rig(mpi_rig, locked=("left_elbow",))
+    settings = bpy.context.scene.dposerx
+    settings.part_hands, settings.library_conditioned = False, False
+    settings.library_count, settings.library_keys = 2, True
+    assert bpy.ops.dposerx.generate_library() == {'FINISHED'}
+    keyed = bones_of(keyframes.object_channelbag(ob))
+    assert "left_elbow" not in keyed and "left_index1" not in keyed and "left_knee" in keyed
+    assets = sorted((a for a in bpy.data.actions if a.asset_data), key=lambda a: a.name)
+    assert [a.name for a in assets] == ["DPoser-X pose 001", "DPoser-X pose 002"]
+    for action in assets:
+        assert bones_of(action.layers[0].strips[0].channelbags[0]) == keyed
+    assert bpy.ops.dposerx.generate_library() == {'FINISHED'}
+    names = sorted(a.name for a in bpy.data.actions if a.asset_data)
+    assert names == [f"DPoser-X pose {i:03d}" for i in range(1, 5)]
