@@ -5,6 +5,7 @@ from __future__ import annotations
 import bpy
 import numpy as np
 
+from ..core import rig_math
 from ..core.errors import DPoserError
 from ..core.skeleton import BODY_JOINTS, EYE_JOINTS, JAW_JOINT, LEFT_HAND_JOINTS, RIGHT_HAND_JOINTS
 from . import pose_library, rig_bridge
@@ -14,6 +15,7 @@ from .locks import locked_mask
 HYPOTHESES_KEY = "dposerx_hypotheses"  # object ID property: poses to cycle through without recomputing
 PIN_KEY = "dposerx_pin"  # empty ID property: the name of the bone it pulls
 PIN_RIG_KEY = "dposerx_pin_rig"  # empty ID property: the armature object whose bone it pulls
+EDIT_TOLERANCE_RAD = 1e-3  # a completed bone turned further than this since Complete Pose was edited by hand
 PIN_REACHED_MM = 10.0  # a pin further than this from its bone after solving is reported as not reached
 
 
@@ -101,12 +103,29 @@ class DPOSERX_OT_cycle_hypothesis(bpy.types.Operator):
         except DPoserError as exc:
             self.report({'ERROR'}, str(exc))
             return {'CANCELLED'}
-        options = np.array(stored["poses"])
+        options, joints = np.array(stored["poses"]), list(stored["joints"])
+        edited = edited_joints(rig, options[stored["index"]], joints)
         index = (stored["index"] + self.step) % len(options)
         stored["index"] = index
-        rig_bridge.apply_pose(rig, options[index], list(stored["joints"]), key_frame(context))
-        self.report({'INFO'}, f"Hypothesis {index + 1} of {len(options)}")
+        rig_bridge.apply_pose(rig, options[index], [j for j in joints if j not in edited], key_frame(context))
+        text = f"Hypothesis {index + 1} of {len(options)}"
+        if edited:
+            names = [rig.bone_names[j] for j in edited]
+            self.report({'WARNING'}, f"{text}; kept your edits to {len(names)} bone(s): {', '.join(names[:5])}"
+                                     f"{' ...' if len(names) > 5 else ''} (lock them and run Complete Pose to "
+                                     f"re-solve around them)")
+        else:
+            self.report({'INFO'}, text)
         return {'FINISHED'}
+
+
+def edited_joints(rig, shown: np.ndarray, joints: list[int]) -> list[int]:
+    """The joints among `joints` whose rotation no longer matches `shown` (165,), the hypothesis last applied:
+    the animator changed them since (by hand, or on another frame of their animation)."""
+    current = rig_math.axis_angle_to_matrix(rig_bridge.read_pose(rig).reshape(55, 3)[joints])
+    expected = rig_math.axis_angle_to_matrix(shown.reshape(55, 3)[joints])
+    cosine = (np.trace(np.swapaxes(current, -1, -2) @ expected, axis1=-2, axis2=-1) - 1) / 2
+    return [j for j, c in zip(joints, cosine) if c < np.cos(EDIT_TOLERANCE_RAD)]
 
 
 class DPOSERX_OT_vary_pose(JobOperator, bpy.types.Operator):

@@ -142,3 +142,25 @@ def test_pose_assets_match_the_keys(calls):
     assert bpy.ops.dposerx.generate_library() == {'FINISHED'}
     names = sorted(a.name for a in bpy.data.actions if a.asset_data)
     assert names == [f"DPoser-X pose {i:03d}" for i in range(1, 5)]
+
+
+# 5. Next Hypothesis keeps manual edits ------------------------------------------------------------------------
+
+
+def test_next_hypothesis_keeps_manual_edits_and_their_keys(calls, capfd):
+    ob, rig = posed_rig(mpi_rig)
+    bpy.context.scene.tool_settings.use_keyframe_insert_auto = True
+    bpy.context.scene.frame_set(3)
+    assert bpy.ops.dposerx.complete_pose() == {'FINISHED'}
+    wrist = ob.pose.bones["left_wrist"]
+    wrist.rotation_quaternion = (0.8, 0.6, 0.0, 0.0)  # the animator's edit, keyed as auto-keying would
+    wrist.keyframe_insert("rotation_quaternion", frame=3)
+    edited = tuple(wrist.rotation_quaternion)
+    shoulder = tuple(ob.pose.bones["right_shoulder"].rotation_quaternion)
+    capfd.readouterr()
+    assert bpy.ops.dposerx.cycle_hypothesis(step=1) == {'FINISHED'}
+    assert "kept your edits to 1 bone(s): left_wrist" in capfd.readouterr().out
+    assert tuple(wrist.rotation_quaternion) == edited
+    assert tuple(ob.pose.bones["right_shoulder"].rotation_quaternion) != shoulder  # the rest moved on
+    bpy.context.scene.frame_set(3)
+    assert np.allclose(tuple(wrist.rotation_quaternion), edited, atol=1e-6)  # the edit's key survived
