@@ -118,9 +118,46 @@ def _check_finite(rig: Rig, poses: np.ndarray, frames) -> None:
         raise DPoserError(f"Bone '{rig.bone_names[j]}' has an invalid (NaN or infinite) rotation{where}.")
 
 
-def read_pose(rig: Rig) -> np.ndarray:
-    """The rig's current pose (165,)."""
-    basis = np.concatenate([_bone_basis(pb, None, None) for pb in rig.pose_bones])
+# --- Constraints: the pose on screen (evaluated) can differ from the rotation channels -------------------------
+CONSTRAINT_TOLERANCE_RAD = 1e-3
+
+
+def has_constraints(rig: Rig) -> bool:
+    """Any active bone constraint (IK, Copy Rotation, ...): the visual pose may differ from the channels."""
+    return any(c.enabled and c.influence > 0 for pb in rig.object.pose.bones for c in pb.constraints)
+
+
+def _visual_basis(rig: Rig, pose_bones) -> np.ndarray:
+    """The bones' evaluated rotations (constraints included) as basis rotations (n, 3, 3): what Visual Transform
+    would key."""
+    import bpy
+
+    bpy.context.view_layer.update()
+    ob = rig.object
+    local = [ob.convert_space(pose_bone=pb, matrix=pb.matrix, from_space='POSE', to_space='LOCAL').to_3x3()
+             for pb in pose_bones]
+    return rig_math.nearest_rotation(np.array(local))
+
+
+def overridden_joints(rig: Rig, joints) -> list[int]:
+    """The joints among `joints` whose visual rotation differs from their channels: a constraint overrides what
+    a job wrote there."""
+    joints = list(joints)
+    if not joints or not has_constraints(rig):
+        return []
+    pose_bones = [rig.pose_bones[j] for j in joints]
+    channels = np.concatenate([_bone_basis(pb, None, None) for pb in pose_bones])
+    angles = rig_math.rotation_difference(channels, _visual_basis(rig, pose_bones))
+    return [j for j, angle in zip(joints, angles) if angle > CONSTRAINT_TOLERANCE_RAD]
+
+
+def read_pose(rig: Rig, visual: bool = True) -> np.ndarray:
+    """The rig's current pose (165,): as seen on screen (constraints included), or with `visual` False from the
+    rotation channels alone."""
+    if visual and has_constraints(rig):
+        basis = _visual_basis(rig, rig.pose_bones)
+    else:
+        basis = np.concatenate([_bone_basis(pb, None, None) for pb in rig.pose_bones])
     poses = _to_smplx(rig, basis[None], root_rotation(rig))
     _check_finite(rig, poses, None)
     return poses[0]

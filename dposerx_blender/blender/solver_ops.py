@@ -46,6 +46,20 @@ def free_joints(rig, settings, require_locked: bool) -> np.ndarray:
     return free
 
 
+def bone_list(rig, joints, shown: int = 5) -> str:
+    names = [rig.bone_names[j] for j in joints]
+    return f"{len(names)} bone(s): {', '.join(names[:shown])}{' ...' if len(names) > shown else ''}"
+
+
+def report_text(rig, written, text: str, notes=()) -> str:
+    """The job's report: a warning when there are `notes` or constraints override bones it wrote (`written`)."""
+    overridden = rig_bridge.overridden_joints(rig, written)
+    if overridden:
+        notes = (*notes, f"constraints override {bone_list(rig, overridden)} (the screen shows the constraint's "
+                         f"result, not the written rotation)")
+    return WarningReport("; ".join((text, *notes))) if notes else text
+
+
 def should_key(context) -> bool:
     return context.scene.dposerx.key_result or context.scene.tool_settings.use_keyframe_insert_auto
 
@@ -76,7 +90,8 @@ class DPOSERX_OT_complete_pose(JobOperator, bpy.types.Operator):
             options = result.hypotheses[0]
             rig.object[HYPOTHESES_KEY] = {"poses": options.tolist(), "index": 0, "joints": np.flatnonzero(free).tolist()}
             rig_bridge.apply_pose(rig, options[0], np.flatnonzero(free), frame)
-            return f"Completed {int(free.sum())} bones; hypothesis 1 of {len(options)}"
+            return report_text(rig, np.flatnonzero(free),
+                               f"Completed {int(free.sum())} bones; hypothesis 1 of {len(options)}")
 
         return Plan(work, apply)
 
@@ -107,25 +122,22 @@ class DPOSERX_OT_cycle_hypothesis(bpy.types.Operator):
         edited = edited_joints(rig, options[stored["index"]], joints)
         index = (stored["index"] + self.step) % len(options)
         stored["index"] = index
-        rig_bridge.apply_pose(rig, options[index], [j for j in joints if j not in edited], key_frame(context))
-        text = f"Hypothesis {index + 1} of {len(options)}"
-        if edited:
-            names = [rig.bone_names[j] for j in edited]
-            self.report({'WARNING'}, f"{text}; kept your edits to {len(names)} bone(s): {', '.join(names[:5])}"
-                                     f"{' ...' if len(names) > 5 else ''} (lock them and run Complete Pose to "
-                                     f"re-solve around them)")
-        else:
-            self.report({'INFO'}, text)
+        written = [j for j in joints if j not in edited]
+        rig_bridge.apply_pose(rig, options[index], written, key_frame(context))
+        notes = [f"kept your edits to {bone_list(rig, edited)} (lock them and run Complete Pose to re-solve around "
+                 f"them)"] if edited else []
+        text = report_text(rig, written, f"Hypothesis {index + 1} of {len(options)}", notes)
+        self.report({'WARNING'} if isinstance(text, WarningReport) else {'INFO'}, text)
         return {'FINISHED'}
 
 
 def edited_joints(rig, shown: np.ndarray, joints: list[int]) -> list[int]:
     """The joints among `joints` whose rotation no longer matches `shown` (165,), the hypothesis last applied:
     the animator changed them since (by hand, or on another frame of their animation)."""
-    current = rig_math.axis_angle_to_matrix(rig_bridge.read_pose(rig).reshape(55, 3)[joints])
+    current = rig_math.axis_angle_to_matrix(rig_bridge.read_pose(rig, visual=False).reshape(55, 3)[joints])
     expected = rig_math.axis_angle_to_matrix(shown.reshape(55, 3)[joints])
-    cosine = (np.trace(np.swapaxes(current, -1, -2) @ expected, axis1=-2, axis2=-1) - 1) / 2
-    return [j for j, c in zip(joints, cosine) if c < np.cos(EDIT_TOLERANCE_RAD)]
+    angles = rig_math.rotation_difference(current, expected)
+    return [j for j, angle in zip(joints, angles) if angle > EDIT_TOLERANCE_RAD]
 
 
 class DPOSERX_OT_vary_pose(JobOperator, bpy.types.Operator):
@@ -148,7 +160,7 @@ class DPOSERX_OT_vary_pose(JobOperator, bpy.types.Operator):
 
         def apply(result):
             rig_bridge.apply_pose(rig, result, np.flatnonzero(free), frame)
-            return f"Varied {int(free.sum())} bones"
+            return report_text(rig, np.flatnonzero(free), f"Varied {int(free.sum())} bones")
 
         return Plan(work, apply)
 
@@ -192,12 +204,12 @@ class DPOSERX_OT_pin_to_target(JobOperator, bpy.types.Operator):
         def apply(result):
             rig_bridge.apply_pose(rig, result.pose, np.flatnonzero(free), frame)
             missed = {j: mm for j, mm in result.residual_mm.items() if mm > PIN_REACHED_MM}
-            if missed:
-                return WarningReport(f"Pinned {len(targets)} bone(s); not reached: " + ", ".join(
-                    f"{rig.bone_names[j]} ({mm:.0f} mm away)" for j, mm in sorted(missed.items()))
-                    + ". Unlock more bones or move the pin closer.")
+            notes = ["not reached: " + ", ".join(f"{rig.bone_names[j]} ({mm:.0f} mm away)"
+                                                 for j, mm in sorted(missed.items()))
+                     + " (unlock more bones or move the pin closer)"] if missed else []
             worst = max(result.residual_mm.values(), default=0.0)
-            return f"Pinned {len(targets)} bone(s); largest distance to a target {worst:.0f} mm"
+            return report_text(rig, np.flatnonzero(free), f"Pinned {len(targets)} bone(s); largest distance to a "
+                                                          f"target {worst:.0f} mm", notes)
 
         return Plan(work, apply)
 

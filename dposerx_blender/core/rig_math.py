@@ -72,6 +72,12 @@ def matrix_to_axis_angle(rot_mats: np.ndarray) -> np.ndarray:
     return quaternion_to_axis_angle(matrix_to_quaternion(rot_mats))
 
 
+def rotation_difference(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """The rotation angle (...,) in radians from rotation matrices a to b (..., 3, 3)."""
+    cosine = (np.trace(np.swapaxes(a, -1, -2) @ b, axis1=-2, axis2=-1) - 1) / 2
+    return np.arccos(np.clip(cosine, -1.0, 1.0))
+
+
 def _euler_relabel(order: str) -> tuple[np.ndarray, float]:
     """Permutation P with R = P^T R' P, R' in XYZ form, and the angle sign (-1 for odd permutations)."""
     axes = ["XYZ".index(a) for a in order]

@@ -164,3 +164,43 @@ def test_next_hypothesis_keeps_manual_edits_and_their_keys(calls, capfd):
     assert tuple(ob.pose.bones["right_shoulder"].rotation_quaternion) != shoulder  # the rest moved on
     bpy.context.scene.frame_set(3)
     assert np.allclose(tuple(wrist.rotation_quaternion), edited, atol=1e-6)  # the edit's key survived
+
+
+# 6. Constraints: the visual pose is read, overrides are reported ------------------------------------------------
+
+
+def ik_arm():
+    """The project's skeleton with an IK constraint bending the left arm towards a target near the chest."""
+    ob = project_rig()
+    target = bpy.data.objects.new("IK target", None)
+    bpy.context.scene.collection.objects.link(target)
+    wrist = ob.matrix_world @ ob.pose.bones["left_wrist"].head
+    shoulder = ob.matrix_world @ ob.pose.bones["left_shoulder"].head
+    target.location = shoulder + (wrist - shoulder) * 0.6 + type(wrist)((0, -0.15, 0))
+    ik = ob.pose.bones["left_elbow"].constraints.new('IK')
+    ik.target, ik.chain_count = target, 2
+    bpy.context.view_layer.update()
+    return ob, rig_bridge.find_rig(ob)
+
+
+def test_constraint_driven_bones_are_read_as_seen(calls):
+    ob, rig = ik_arm()
+    elbow = JOINT_INDEX["left_elbow"]
+    bent = np.linalg.norm(rig_bridge.read_pose(rig).reshape(55, 3)[elbow])
+    assert np.degrees(bent) > 5  # the channels alone say 0
+    assert np.linalg.norm(rig_bridge.read_pose(rig, visual=False).reshape(55, 3)[elbow]) == 0
+    select_bones(ob, {"left_elbow", "left_shoulder", "pelvis"})
+    bpy.ops.dposerx.lock_selected()
+    assert bpy.ops.dposerx.complete_pose() == {'FINISHED'}
+    observed_pose = calls[0][1]["pose"].reshape(55, 3)
+    assert np.isclose(np.linalg.norm(observed_pose[elbow]), bent)
+
+
+def test_constraint_overriding_a_written_bone_is_reported(calls, capfd):
+    ob, rig = ik_arm()
+    select_bones(ob, {"pelvis", "head"})
+    bpy.ops.dposerx.lock_selected()
+    capfd.readouterr()
+    assert bpy.ops.dposerx.complete_pose() == {'FINISHED'}
+    out = capfd.readouterr().out
+    assert "Warning" in out and "constraints override 2 bone(s): left_shoulder, left_elbow" in out
