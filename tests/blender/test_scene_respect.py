@@ -204,3 +204,30 @@ def test_constraint_overriding_a_written_bone_is_reported(calls, capfd):
     assert bpy.ops.dposerx.complete_pose() == {'FINISHED'}
     out = capfd.readouterr().out
     assert "Warning" in out and "constraints override 2 bone(s): left_shoulder, left_elbow" in out
+
+
+# 7. Export defaults to the keyed range; import extends the scene range (an option) -----------------------------
+
+
+def test_export_defaults_to_the_keyed_range(tmp_path):
+    from dposerx_blender.core.amass import AmassMotion, read_amass_npz, write_amass_npz
+
+    rng = np.random.default_rng(0)
+    write_amass_npz(tmp_path / "in.npz", AmassMotion(rng.normal(scale=0.3, size=(120, 165)), np.zeros((120, 3)), 30.0))
+    scene = bpy.context.scene
+    scene.render.fps, scene.frame_start, scene.frame_end = 30, 1, 250  # a default scene
+    assert bpy.ops.dposerx.import_smplx_npz(filepath=str(tmp_path / "in.npz")) == {'FINISHED'}
+    assert scene.frame_end == 250  # extends only, never shortens
+    assert bpy.ops.dposerx.export_smplx_npz(filepath=str(tmp_path / "out.npz")) == {'FINISHED'}
+    assert len(read_amass_npz(tmp_path / "out.npz").poses) == 120
+
+
+@pytest.mark.parametrize("extend", [True, False])
+def test_import_extends_the_scene_range_when_asked(tmp_path, extend):
+    from dposerx_blender.core.amass import AmassMotion, write_amass_npz
+
+    write_amass_npz(tmp_path / "in.npz", AmassMotion(np.zeros((80, 165)), np.zeros((80, 3)), 30.0))
+    scene = bpy.context.scene
+    scene.render.fps, scene.frame_start, scene.frame_end = 30, 1, 50
+    bpy.ops.dposerx.import_smplx_npz(filepath=str(tmp_path / "in.npz"), extend_scene=extend)
+    assert scene.frame_end == (80 if extend else 50)
