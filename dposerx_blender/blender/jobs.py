@@ -16,6 +16,7 @@ import bpy
 
 from ..core import errors
 from .props import preferences
+from .rig_bridge import armature_of
 
 _PRIORS: dict = {}  # (weights folder, device) -> loaded prior, kept across runs; cleared on unregister
 
@@ -120,7 +121,7 @@ class JobOperator:
 
     @classmethod
     def poll(cls, context):
-        ob = context.object
+        ob = armature_of(context.object)  # an active body mesh stands for its armature
         if ob is None or ob.type != 'ARMATURE':
             cls.poll_message_set("Select an SMPL-X armature")
             return False

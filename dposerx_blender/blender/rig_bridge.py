@@ -46,8 +46,20 @@ class Rig:
         return [self.object.pose.bones[name] for name in self.bone_names]
 
 
+def armature_of(ob):
+    """The armature a job works on: `ob` itself, or for a body mesh (the mannequin, the SMPL-X add-on's mesh) the
+    armature deforming it or its armature parent; anything else as it is."""
+    if ob is not None and ob.type == 'MESH':
+        deforming = [m.object for m in ob.modifiers if m.type == 'ARMATURE' and m.object is not None]
+        parent = [ob.parent] if ob.parent is not None and ob.parent.type == 'ARMATURE' else []
+        return (deforming + parent + [ob])[0]
+    return ob
+
+
 def find_rig(ob) -> Rig:
-    """Recognise an SMPL-X armature by its bone names; DPoserError says what is wrong."""
+    """Recognise an SMPL-X armature (or the armature of an active body mesh) by its bone names; DPoserError says
+    what is wrong."""
+    ob = armature_of(ob)
     if ob is None or ob.type != 'ARMATURE':
         raise DPoserError("Select an SMPL-X armature (the active object is not an armature).")
     bones = ob.data.bones

@@ -106,18 +106,19 @@ class DPOSERX_OT_cycle_hypothesis(bpy.types.Operator):
 
     @classmethod
     def poll(cls, context):
-        if context.object is None or HYPOTHESES_KEY not in context.object:
+        ob = rig_bridge.armature_of(context.object)
+        if ob is None or HYPOTHESES_KEY not in ob:
             cls.poll_message_set("Run Complete Pose first")
             return False
         return JobOperator.poll.__func__(cls, context)
 
     def execute(self, context):
-        stored = context.object[HYPOTHESES_KEY]
         try:
             rig = rig_bridge.find_rig(context.object)
         except DPoserError as exc:
             self.report({'ERROR'}, str(exc))
             return {'CANCELLED'}
+        stored = rig.object[HYPOTHESES_KEY]
         options, joints = np.array(stored["poses"]), list(stored["joints"])
         edited = edited_joints(rig, options[stored["index"]], joints)
         index = (stored["index"] + self.step) % len(options)

@@ -231,3 +231,56 @@ def test_import_extends_the_scene_range_when_asked(tmp_path, extend):
     scene.render.fps, scene.frame_start, scene.frame_end = 30, 1, 50
     bpy.ops.dposerx.import_smplx_npz(filepath=str(tmp_path / "in.npz"), extend_scene=extend)
     assert scene.frame_end == (80 if extend else 50)
+
+
+# 9. A licence-free body ---------------------------------------------------------------------------------------
+
+
+def evaluated_vertices(body):
+    depsgraph = bpy.context.evaluated_depsgraph_get()
+    mesh = body.evaluated_get(depsgraph).to_mesh()
+    co = np.zeros(3 * len(mesh.vertices))
+    mesh.vertices.foreach_get("co", co)
+    body.evaluated_get(depsgraph).to_mesh_clear()
+    return co.reshape(-1, 3)
+
+
+def test_skeleton_comes_with_a_skinned_mannequin():
+    from dposerx_blender.blender import mannequin
+
+    ob = project_rig()
+    body, = mannequin.bodies(ob)
+    assert bpy.context.object == ob and body.parent == ob
+    groups = {g.index: g.name for g in body.vertex_groups}
+    weights = [[(groups[g.group], g.weight) for g in v.groups] for v in body.data.vertices]
+    assert all(len(w) == 1 and w[0][1] == 1.0 for w in weights)  # each vertex follows exactly one bone
+    weighted = {w[0][0] for w in weights}
+    assert {f"{side}_{finger}{k}" for side in ("left", "right") for finger in ("thumb", "index", "middle", "ring",
+                                                                                "pinky") for k in (1, 2, 3)} <= weighted
+    heights = evaluated_vertices(body)[:, 2]
+    assert -0.03 < heights.min() < 0.02 and 1.6 < heights.max() < 1.85  # stands on the floor, about 1.7 m tall
+    rig = rig_bridge.find_rig(ob)
+    hand = [i for i, w in enumerate(weights) if w[0][0] == "left_index3"]
+    before = evaluated_vertices(body)[hand]
+    rig_bridge.apply_pose(rig, _bent_elbow(), range(55))
+    bpy.context.view_layer.update()
+    assert np.linalg.norm(evaluated_vertices(body)[hand] - before, axis=1).min() > 0.1  # the finger follows
+
+
+def _bent_elbow():
+    pose = np.zeros((55, 3))
+    pose[JOINT_INDEX["left_elbow"]] = (0.0, 1.5, 0.0)
+    return pose.ravel()
+
+
+def test_skeleton_without_body_and_operators_on_a_body_mesh(calls):
+    from dposerx_blender.blender import mannequin
+
+    bpy.ops.dposerx.add_skeleton(body=False)
+    assert not mannequin.bodies(bpy.context.object)
+    ob, rig = posed_rig(mpi_rig)
+    bpy.ops.object.mode_set(mode='OBJECT')
+    body = mannequin.add_mannequin(rig)  # stands in for the SMPL-X add-on's mesh: a mesh with an Armature modifier
+    bpy.context.view_layer.objects.active = body
+    assert bpy.ops.dposerx.vary_pose.poll() and bpy.ops.dposerx.vary_pose() == {'FINISHED'}
+    assert calls[-1][0] == "vary"
