@@ -139,9 +139,15 @@ def test_pose_assets_match_the_keys(calls):
     assert [a.name for a in assets] == ["DPoser-X pose 001", "DPoser-X pose 002"]
     for action in assets:
         assert bones_of(action.layers[0].strips[0].channelbags[0]) == keyed
+    objects, scenes, meshes = (sorted(getattr(bpy.data, n).keys()) for n in ("objects", "scenes", "meshes"))
     assert bpy.ops.dposerx.generate_library() == {'FINISHED'}
     names = sorted(a.name for a in bpy.data.actions if a.asset_data)
     assert names == [f"DPoser-X pose {i:03d}" for i in range(1, 5)]
+    for action in bpy.data.actions:
+        if action.asset_data:  # a thumbnail with a figure on a transparent background
+            alpha = np.array(action.preview.image_pixels_float[:]).reshape(-1, 4)[:, 3]
+            assert tuple(action.preview.image_size) == (128, 128) and 0.02 < (alpha > 0.5).mean() < 0.5
+    assert [sorted(getattr(bpy.data, n).keys()) for n in ("objects", "scenes", "meshes")] == [objects, scenes, meshes]
 
 
 # 5. Next Hypothesis keeps manual edits ------------------------------------------------------------------------
