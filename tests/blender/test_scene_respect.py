@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from conftest import make_rig, mpi_rig, posed_rig, project_rig, random_pose, select_bones
 
-from dposerx_blender.blender import locks, rig_bridge, solver_ops
+from dposerx_blender.blender import locks, rig_bridge
 from dposerx_blender.blender.props import ADDON_PACKAGE
 from dposerx_blender.core.skeleton import JOINT_INDEX
 
@@ -25,8 +25,7 @@ def add_pin(ob, bone, lift):
     select_bones(ob, {bone})
     ob.data.bones.active = ob.data.bones[bone]
     bpy.ops.dposerx.add_pin()
-    pin, = (o for o in bpy.context.scene.objects
-            if o.get(solver_ops.PIN_RIG_KEY) == ob and o.get(solver_ops.PIN_KEY) == bone)
+    pin = bpy.context.scene.objects[f"Pin {bone}"]
     pin.location.z += lift
     bpy.ops.object.mode_set(mode='OBJECT')
     return pin
@@ -252,10 +251,9 @@ def evaluated_vertices(body):
 
 
 def test_skeleton_comes_with_a_skinned_mannequin():
-    from dposerx_blender.blender import mannequin
-
     ob = project_rig()
-    body, = mannequin.bodies(ob)
+    body, = (o for o in bpy.data.objects if o.type == 'MESH' and o.parent == ob)
+    assert [m.object for m in body.modifiers if m.type == 'ARMATURE'] == [ob]
     assert bpy.context.object == ob and body.parent == ob
     groups = {g.index: g.name for g in body.vertex_groups}
     weights = [[(groups[g.group], g.weight) for g in v.groups] for v in body.data.vertices]
