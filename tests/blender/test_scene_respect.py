@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import bpy
 import numpy as np
 import pytest
-from conftest import make_rig, mpi_rig, posed_rig, project_rig, random_pose, select_bones
+from conftest import make_rig, meshcapade_rig, mpi_rig, posed_rig, project_rig, select_bones
 
 from dposerx_blender.blender import locks, rig_bridge
 from dposerx_blender.blender.props import ADDON_PACKAGE
@@ -269,6 +269,17 @@ def test_skeleton_comes_with_a_skinned_mannequin():
     rig_bridge.apply_pose(rig, _bent_elbow(), range(55))
     bpy.context.view_layer.update()
     assert np.linalg.norm(evaluated_vertices(body)[hand] - before, axis=1).min() > 0.1  # the finger follows
+
+
+def test_mannequin_fits_a_centimetre_rig():
+    from dposerx_blender.blender import mannequin
+
+    ob = meshcapade_rig()
+    body = mannequin.add_mannequin(rig_bridge.find_rig(ob))
+    bpy.context.view_layer.update()
+    world = np.array([body.matrix_world @ v.co for v in body.data.vertices])
+    feet = np.array(ob.matrix_world @ ob.data.bones["left_ankle"].head_local)
+    assert 1.6 < np.ptp(world[:, 2]) < 1.85 and world[:, 2].min() < feet[2]  # metres, upright, feet at the ankles
 
 
 def _bent_elbow():
