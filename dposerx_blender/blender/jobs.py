@@ -16,13 +16,19 @@ import bpy
 
 from ..core import errors
 from .props import preferences
+from .rig_bridge import armature_of
 
 _PRIORS: dict = {}  # (weights folder, device) -> loaded prior, kept across runs; cleared on unregister
 
 
+class WarningReport(str):
+    """A report text that `apply` returns when the job finished but the animator should look (shown as a warning)."""
+
+
 @dataclass
 class Plan:
-    """work(prior, progress) -> result runs off the main thread; apply(result) -> report text runs on it."""
+    """work(prior, progress) -> result runs off the main thread; apply(result) -> report text (str, or WarningReport)
+    runs on it."""
 
     work: Callable[[Any, Callable[[int, int], None]], Any]
     apply: Callable[[Any], str]
@@ -116,7 +122,7 @@ class JobOperator:
 
     @classmethod
     def poll(cls, context):
-        ob = context.object
+        ob = armature_of(context.object)  # an active body mesh stands for its armature
         if ob is None or ob.type != 'ARMATURE':
             cls.poll_message_set("Select an SMPL-X armature")
             return False
@@ -147,7 +153,8 @@ class JobOperator:
         if job.error is not None:
             raise job.error
         try:
-            self.report({'INFO'}, job.plan.apply(job.result))
+            text = job.plan.apply(job.result)
+            self.report({'WARNING'} if isinstance(text, WarningReport) else {'INFO'}, text)
         except errors.DPoserError as exc:
             self.report({'ERROR'}, str(exc))
             return {'CANCELLED'}

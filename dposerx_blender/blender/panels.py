@@ -5,6 +5,7 @@ from __future__ import annotations
 import bpy
 
 from ..core.skeleton import PART_JOINTS
+from .rig_bridge import armature_of
 
 
 class _Panel:
@@ -14,7 +15,8 @@ class _Panel:
 
     @classmethod
     def poll(cls, context):
-        return context.object is not None and context.object.type == 'ARMATURE'
+        ob = armature_of(context.object)  # a body mesh shows its armature's panels
+        return ob is not None and ob.type == 'ARMATURE'
 
 
 class DPOSERX_PT_main(_Panel, bpy.types.Panel):
@@ -26,7 +28,8 @@ class DPOSERX_PT_main(_Panel, bpy.types.Panel):
 
     def draw(self, context):
         layout = self.layout
-        if context.object is None or context.object.type != 'ARMATURE':
+        ob = armature_of(context.object)
+        if ob is None or ob.type != 'ARMATURE':
             layout.label(text="Select an SMPL-X armature", icon='INFO')
             layout.operator("dposerx.add_skeleton", icon='ARMATURE_DATA')
             return

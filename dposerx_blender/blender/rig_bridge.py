@@ -47,8 +47,20 @@ class Rig:
         return [self.object.pose.bones[name] for name in self.bone_names]
 
 
+def armature_of(ob):
+    """The armature a job works on: `ob` itself, or for a body mesh (the mannequin, the SMPL-X add-on's mesh) the
+    armature deforming it or its armature parent; anything else as it is."""
+    if ob is not None and ob.type == 'MESH':
+        deforming = [m.object for m in ob.modifiers if m.type == 'ARMATURE' and m.object is not None]
+        parent = [ob.parent] if ob.parent is not None and ob.parent.type == 'ARMATURE' else []
+        return (deforming + parent + [ob])[0]
+    return ob
+
+
 def find_rig(ob) -> Rig:
-    """Recognise an SMPL-X armature by its bone names; DPoserError says what is wrong."""
+    """Recognise an SMPL-X armature (or the armature of an active body mesh) by its bone names; DPoserError says
+    what is wrong."""
+    ob = armature_of(ob)
     if ob is None or ob.type != 'ARMATURE':
         raise DPoserError("Select an SMPL-X armature (the active object is not an armature).")
     bones = ob.data.bones
@@ -117,9 +129,46 @@ def root_rotation(rig: Rig, frames: np.ndarray | None = None) -> np.ndarray | No
     return rig_math.basis_to_smplx(basis[:, None], rest, rig.axes)[:, 0]
 
 
-def read_pose(rig: Rig) -> np.ndarray:
-    """The rig's current pose (165,)."""
-    basis = np.concatenate([_bone_basis(pb, None, None) for pb in rig.pose_bones])
+# --- Constraints: the pose on screen (evaluated) can differ from the rotation channels -------------------------
+CONSTRAINT_TOLERANCE_RAD = 1e-3
+
+
+def has_constraints(rig: Rig) -> bool:
+    """Any active bone constraint (IK, Copy Rotation, ...): the visual pose may differ from the channels."""
+    return any(c.enabled and c.influence > 0 for pb in rig.object.pose.bones for c in pb.constraints)
+
+
+def _visual_basis(rig: Rig, pose_bones) -> np.ndarray:
+    """The bones' evaluated rotations (constraints included) as basis rotations (n, 3, 3): what Visual Transform
+    would key."""
+    import bpy
+
+    bpy.context.view_layer.update()
+    ob = rig.object
+    local = [ob.convert_space(pose_bone=pb, matrix=pb.matrix, from_space='POSE', to_space='LOCAL').to_3x3()
+             for pb in pose_bones]
+    return rig_math.nearest_rotation(np.array(local))
+
+
+def overridden_joints(rig: Rig, joints) -> list[int]:
+    """The joints among `joints` whose visual rotation differs from their channels: a constraint overrides what
+    a job wrote there."""
+    joints = list(joints)
+    if not joints or not has_constraints(rig):
+        return []
+    pose_bones = [rig.pose_bones[j] for j in joints]
+    channels = np.concatenate([_bone_basis(pb, None, None) for pb in pose_bones])
+    angles = rig_math.rotation_difference(channels, _visual_basis(rig, pose_bones))
+    return [j for j, angle in zip(joints, angles) if angle > CONSTRAINT_TOLERANCE_RAD]
+
+
+def read_pose(rig: Rig, visual: bool = True) -> np.ndarray:
+    """The rig's current pose (165,): as seen on screen (constraints included), or with `visual` False from the
+    rotation channels alone."""
+    if visual and has_constraints(rig):
+        basis = _visual_basis(rig, rig.pose_bones)
+    else:
+        basis = np.concatenate([_bone_basis(pb, None, None) for pb in rig.pose_bones])
     return _to_smplx(rig, basis[None], root_rotation(rig))[0]
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import bmesh
 import bpy
 import numpy as np
+from bpy.props import BoolProperty
 
 from ..core.rig_math import Z_UP_TO_Y_UP
 from ..core.skeleton import BODY_JOINTS, JOINT_NAMES, PARENTS, REST_JOINTS, TIP_OFFSETS
@@ -62,6 +63,9 @@ class DPOSERX_OT_add_skeleton(bpy.types.Operator):
     bl_label = "SMPL-X Skeleton"
     bl_options = {'REGISTER', 'UNDO'}
 
+    body: BoolProperty(name="Mannequin Body", default=True,
+                       description="Add a simple skinned mannequin mesh, to judge volume, contact and intersections")
+
     @classmethod
     def poll(cls, context):
         if context.mode != 'OBJECT':
@@ -72,7 +76,11 @@ class DPOSERX_OT_add_skeleton(bpy.types.Operator):
     def execute(self, context):
         for other in context.selected_objects:
             other.select_set(False)
-        build_skeleton(context)
+        ob = build_skeleton(context)
+        if self.body:
+            from . import mannequin, rig_bridge
+
+            mannequin.add_mannequin(rig_bridge.find_rig(ob))
         return {'FINISHED'}
 
 

@@ -23,6 +23,13 @@ CHANNEL_SIZES = {"QUATERNION": 4, "AXIS_ANGLE": 4, **{order: 3 for order in EULE
 _SMALL = 1e-12
 
 
+def rotation_difference(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Angles (radians) of the rotations taking a to b: (..., 3, 3) each -> (...)."""
+    shape = np.broadcast_shapes(a.shape, b.shape)[:-2]
+    relative = np.swapaxes(a, -1, -2) @ b
+    return Rotation.from_matrix(relative.reshape(-1, 3, 3)).magnitude().reshape(shape)
+
+
 def _wrap_near(angles: np.ndarray, reference: np.ndarray) -> np.ndarray:
     return angles + 2 * np.pi * np.round((reference - angles) / (2 * np.pi))
 

@@ -116,7 +116,8 @@ def snapshot():
         for pb in ob.pose.bones:
             values = (*pb.rotation_quaternion, *pb.rotation_euler, *pb.rotation_axis_angle)
             state[ob.name, pb.name] = (pb.rotation_mode, np.array(values).tobytes(),  # bytes: NaN equals NaN
-                                       tuple(pb.lock_rotation), pb.lock_rotation_w)
+                                       tuple(pb.lock_rotation), pb.lock_rotation_w, tuple(pb.bone.collections.keys()),
+                                       pb.color.palette)
     for action in bpy.data.actions:
         from bpy_extras.anim_utils import action_get_channelbag_for_slot
 

@@ -10,14 +10,14 @@ import numpy as np
 import pytest
 from conftest import meshcapade_rig, mpi_rig, posed_rig, project_rig, random_pose, select_bones, snapshot
 
-from dposerx_blender.blender import jobs, keyframes, rig_bridge, solver_ops
+from dposerx_blender.blender import jobs, keyframes, locks, rig_bridge, solver_ops
 from dposerx_blender.core.errors import Cancelled, DPoserError
 
 RIGS = {"project": project_rig, "mpi": mpi_rig, "meshcapade": meshcapade_rig}
 
 
 def locked_channels(rig):
-    return {pb.name: tuple(pb.rotation_quaternion) for pb in rig.pose_bones if all(pb.lock_rotation)}
+    return {pb.name: tuple(pb.rotation_quaternion) for pb in rig.pose_bones if locks.is_locked(pb)}
 
 
 @pytest.mark.parametrize("make", RIGS.values(), ids=RIGS.keys())
