@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import bpy
 import numpy as np
+from scipy.spatial.transform import Rotation
 
-from ..core import rig_math
 from ..core.errors import DPoserError
 from ..core.skeleton import NUM_JOINTS, PART_JOINTS
 from . import pose_library, rig_bridge
@@ -133,9 +133,10 @@ class DPOSERX_OT_cycle_hypothesis(bpy.types.Operator):
 def edited_joints(rig, shown: np.ndarray, joints: list[int]) -> list[int]:
     """The joints among `joints` whose rotation no longer matches `shown` (165,), the hypothesis last applied:
     the animator changed them since (by hand, or on another frame of their animation)."""
-    current = rig_math.axis_angle_to_matrix(rig_bridge.read_pose(rig, visual=False).reshape(55, 3)[joints])
-    expected = rig_math.axis_angle_to_matrix(shown.reshape(55, 3)[joints])
-    angles = rig_math.rotation_difference(current, expected)
+    if not joints:
+        return []
+    current = Rotation.from_rotvec(rig_bridge.read_pose(rig, visual=False).reshape(55, 3)[joints])
+    angles = (current.inv() * Rotation.from_rotvec(shown.reshape(55, 3)[joints])).magnitude()
     return [j for j, angle in zip(joints, angles) if angle > EDIT_TOLERANCE_RAD]
 
 
