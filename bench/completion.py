@@ -2,14 +2,12 @@
 and measure the positions the occluded rotations move (training/evaluate.py's points and skeleton).
 
 Every optimising method runs through `solvers.optimize` with the completion schedule (2 x 100 Adam steps,
-lr 0.1, data weights 100 and 50). Baselines turn the DPoser regulariser off (prior weight 0) and put their own
-energy under the schedule's "stay" term with the regulariser's weights (0.1, 0.2, divided by the number of
-rows as `solvers.complete` does); "stay" is just the name of the weighted slot, not a pull to the start.
+lr 0.1, data weights 100 and 50) and `solvers.complete`'s start, data term and per-row prior weights (0.1, 0.2
+divided by the number of rows); a baseline's energy is the "prior" term in place of the DPoser regulariser.
 """
 from __future__ import annotations
 
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
@@ -18,7 +16,8 @@ import torch
 
 from dposerx_blender.core.layout import MODEL_SLICES, joint_mask_to_model_mask
 from dposerx_blender.core.skeleton import NUM_JOINTS, OCCLUSION_GROUPS
-from dposerx_blender.core.solvers import SCHEDULES, complete, optimize
+from dposerx_blender.core.solvers import (SCHEDULES, complete, completion_data, completion_start, optimize,
+                                          per_row_prior)
 from training.evaluate import affected_points, positions, to_model
 
 from .gmm import MaxMixtureEnergy
@@ -47,24 +46,12 @@ def test_poses(data_dir: Path, count: int, with_hands: bool) -> torch.Tensor:
     return poses
 
 
-def _rows(obs: torch.Tensor, mask: torch.Tensor, hypotheses: int, generator) -> tuple:
-    """Observations and masks repeated per hypothesis, and the start: observed values, N(0, 1) elsewhere
-    (as `solvers.complete` starts)."""
-    obs = obs.repeat_interleave(hypotheses, 0)
-    keep = mask.repeat_interleave(hypotheses, 0)
-    return obs, keep, torch.where(keep, obs, torch.randn(obs.shape, generator=generator))
-
-
-def _with_energy(start: torch.Tensor, to_model_vector: Callable, penalty: Callable, obs, keep) -> torch.Tensor:
-    """The completion schedule with the DPoser regulariser off and `penalty` in its place (the "stay" slot)."""
-    base = SCHEDULES["complete"]
-    schedule = replace(base, prior=(0.0, 0.0), stay=tuple(w / len(obs) for w in base.prior))
-
-    def energy(x, _round):
-        model = to_model_vector(x)
-        return {"data": ((model - obs) ** 2 * keep).sum(1) / keep.numel(), "stay": penalty(x)}
-
-    x = optimize(None, start, energy, schedule)
+def _with_prior(start: torch.Tensor, to_model_vector: Callable, penalty: Callable, obs, keep) -> torch.Tensor:
+    """`solvers.complete` with `penalty` (x (B, ...) -> (B,)) as the prior term, over x decoded by
+    `to_model_vector`."""
+    data = completion_data(obs, keep)
+    terms = {"data": lambda x, step: data(to_model_vector(x), step), "prior": lambda x, _step: penalty(x)}
+    x = optimize(start, terms, per_row_prior(SCHEDULES["complete"], len(obs)))
     with torch.no_grad():
         return torch.where(keep, obs, to_model_vector(x))
 
@@ -75,7 +62,7 @@ def dposer(model, schedule=SCHEDULES["complete"]) -> Method:
 
 def no_prior() -> Method:
     """Data term only: the occluded dimensions keep their N(0, 1) start."""
-    schedule = replace(SCHEDULES["complete"], prior=(0.0, 0.0))
+    schedule = SCHEDULES["complete"].reweighted(lambda _w: 0.0, "prior")
     return lambda obs, mask, k, generator: complete(None, obs, mask, k, schedule, generator)
 
 
@@ -94,9 +81,9 @@ def gmm(mixture, normalizer) -> Method:
 
     def run(obs, mask, k, generator):
         _body_only(mask)
-        obs_rows, keep, start = _rows(obs, mask, k, generator)
+        obs_rows, keep, start = completion_start(obs, mask, k, generator)
         penalty = lambda x: energy(normalizer.denormalize(x)[:, BODY]) / BODY_DIM  # noqa: E731
-        return _with_energy(start, lambda x: x, penalty, obs_rows, keep).reshape(len(obs), k, -1)
+        return _with_prior(start, lambda x: x, penalty, obs_rows, keep).reshape(len(obs), k, -1)
     return run
 
 
@@ -107,13 +94,13 @@ def vposer(vae: VPoser, normalizer) -> Method:
 
     def run(obs, mask, k, generator):
         _body_only(mask)
-        obs_rows, keep, _ = _rows(obs, mask, k, generator)
+        obs_rows, keep, _ = completion_start(obs, mask, k, generator)  # its start noise is drawn and unused
         z = torch.randn(len(obs_rows), vae.latent, generator=generator)
 
         def to_model_vector(z):
             return torch.cat([(vae.decode(z) - mean) / std, obs_rows[:, BODY.stop:]], 1)
 
-        return _with_energy(z, to_model_vector, lambda z: 0.5 * (z**2).mean(1), obs_rows, keep).reshape(len(obs), k, -1)
+        return _with_prior(z, to_model_vector, lambda z: 0.5 * (z**2).mean(1), obs_rows, keep).reshape(len(obs), k, -1)
     return run
 
 

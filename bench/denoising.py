@@ -10,7 +10,6 @@ Noise kinds (on the 21 body joints' rotations; the global orientation and the fl
 from __future__ import annotations
 
 import time
-from dataclasses import replace
 from pathlib import Path
 from unittest import mock
 
@@ -108,7 +107,7 @@ def tune_filters(val_tracks: list[np.ndarray], kind: str, level: float, seed: in
 
 def _no_prior(prior, track, seed):
     """denoise_track with its schedule's DPoser weights at 0: data and smoothness terms only."""
-    schedule = replace(SCHEDULES["denoise"], prior=(0.0,) * SCHEDULES["denoise"].rounds)
+    schedule = SCHEDULES["denoise"].reweighted(lambda _w: 0.0, "prior")
     with mock.patch.dict(SCHEDULES, denoise=schedule):
         return denoise_track(prior, track, fps=FPS, seed=seed)
 

@@ -9,11 +9,8 @@ import torch
 from scipy.ndimage import gaussian_filter1d
 from scipy.signal import butter, filtfilt
 
-from dposerx_blender.core.rotations import (
-    axis_angle_to_quaternion,
-    make_quaternions_continuous,
-    quaternion_to_axis_angle,
-)
+from dposerx_blender.core.rig_math import make_quaternions_continuous
+from dposerx_blender.core.rotations import axis_angle_to_quaternion, quaternion_to_axis_angle
 
 BUTTERWORTH_ORDER = 4
 
@@ -39,8 +36,8 @@ FILTERS: dict[str, tuple[Callable, tuple[float, ...]]] = {
 def smooth_track(track: np.ndarray, smoother: Callable, parameter: float, fps: float) -> np.ndarray:
     """Filter the quaternion channels of every joint but the global orientation: (T, 165) -> (T, 165)."""
     joints = torch.from_numpy(track).reshape(len(track), -1, 3)
-    quats = make_quaternions_continuous(axis_angle_to_quaternion(joints[:, 1:]))
-    filtered = smoother(quats.reshape(len(track), -1).numpy(), parameter, fps)
+    quats = make_quaternions_continuous(axis_angle_to_quaternion(joints[:, 1:]).numpy())
+    filtered = smoother(quats.reshape(len(track), -1), parameter, fps)
     filtered = torch.from_numpy(np.ascontiguousarray(filtered)).reshape(quats.shape)
     filtered = torch.nn.functional.normalize(filtered, dim=-1)
     out = track.copy()

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from dposerx_blender.core.limits import within_limits
-from dposerx_blender.core.solvers import sample
+from dposerx_blender.core.solvers import SAMPLERS
 from training.evaluate import positions
 
 from .completion import BODY
@@ -24,7 +24,7 @@ def body_network(prior):
 def dposer_samples(prior, count: int, method: str, steps: int, seed: int) -> np.ndarray:
     generator = torch.Generator().manual_seed(seed)
     x = torch.randn(count, BODY.stop, generator=generator)
-    out = sample(body_network(prior), x, 1.0, steps, method, generator=generator)
+    out = SAMPLERS[method](body_network(prior), x, 1.0, steps, generator=generator)
     mean, std = prior.normalizer.mean[BODY], prior.normalizer.std[BODY]
     return (out * std + mean).double().numpy()
 

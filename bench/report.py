@@ -244,11 +244,10 @@ def _baselines(results: dict) -> str:
         f"of training{cached(v)}. Used for completion by optimising its latent code (start N(0, I), penalty "
         "0.5 |z|² per dimension) with the decoded body in the data term; samples decode z ~ N(0, I).",
         "- **Through the same harness**: every optimising completion method runs `solvers.optimize` with the "
-        "completion schedule (2 x 100 Adam steps, lr 0.1, data weights 100 then 50). For the baselines the "
-        "DPoser weight is 0 (`dataclasses.replace(SCHEDULES['complete'], prior=(0, 0))`) and the baseline's energy "
-        "(per dimension) goes in the schedule's `stay` slot with the DPoser weights (0.1, 0.2, divided by the "
-        "number of rows as `solvers.complete` does) — `Schedule` has no generic slot for an extra prior, so the "
-        "`stay` name carries it; it is not a pull towards the start here.",
+        "completion schedule (2 x 100 Adam steps, lr 0.1, data weights 100 then 50) and `solvers.complete`'s start "
+        "and data term. For the baselines the baseline's energy (per dimension) is the `prior` term in place of the "
+        "DPoser regulariser, with the same weights (0.1, 0.2, divided by the number of rows as `solvers.complete` "
+        "does).",
         "- **Trivial**: mean pose (the training mean in every occluded dimension), no prior (data term only: the "
         "occluded dimensions keep their N(0, 1) start in normalised space), nearest training pose (the k training "
         "poses nearest in the observed body dimensions, normalised).",

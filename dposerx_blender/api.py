@@ -18,9 +18,8 @@ import numpy as np
 
 from .core.amass import AmassMotion, read_amass_npz, write_amass_npz
 from .core.errors import Cancelled, DPoserError
-from .core.skeleton import JOINT_INDEX, JOINT_NAMES, NUM_JOINTS, OCCLUSION_GROUPS
+from .core.skeleton import JOINT_INDEX, JOINT_NAMES, NUM_JOINTS, OCCLUSION_GROUPS, PART_JOINTS
 from .core.tasks import (
-    PART_JOINTS,
     Completion,
     PinResult,
     complete,

@@ -1,9 +1,10 @@
 """The headless demo, `python build.py demo`: the extension's jobs on the bundled weights, through its operators.
 
-1. adds the licence-free SMPL-X skeleton, poses and locks its arms from a held-out CMU pose, and completes the rest
+1. adds the licence-free SMPL-X skeleton with its mannequin body, poses and locks its arms from a held-out CMU pose,
+   and completes the rest
 2. keys a held-out CMU track with noise added on a second skeleton and cleans it
-3. generates a 24-pose library as pose assets (and keys) on a third skeleton
-4. saves out/demo.blend and renders the library as a contact sheet, out/contact_sheet.png (Workbench, CPU)
+3. generates a 24-pose library as pose assets (with thumbnails) and keys on a third skeleton
+4. saves out/demo.blend and renders the library's mannequins as a contact sheet, out/contact_sheet.png (Workbench)
 """
 from __future__ import annotations
 
@@ -15,19 +16,13 @@ from pathlib import Path
 import bpy
 import numpy as np
 import torch
-from mathutils import Vector
+from mathutils import Matrix
 
 import dposerx_blender
-from dposerx_blender.blender import rig_bridge
+from dposerx_blender.blender import mannequin, rig_bridge
 from dposerx_blender.blender.props import ADDON_PACKAGE
 from dposerx_blender.core.rotations import axis_angle_to_matrix
-from dposerx_blender.core.skeleton import (
-    BODY_JOINTS,
-    JOINT_INDEX,
-    PARENTS,
-    TIP_OFFSETS,
-    forward_kinematics,
-)
+from dposerx_blender.core.skeleton import BODY_JOINTS, JOINT_INDEX, forward_kinematics
 
 ROOT = Path(__file__).resolve().parents[1]
 HELDOUT = ROOT / "tests" / "fixtures" / "heldout.npz"  # CMU poses and tracks the prior never saw
@@ -45,6 +40,7 @@ def add_skeleton(name: str, x: float):
     bpy.ops.dposerx.add_skeleton()
     ob = bpy.context.object
     ob.name = name
+    mannequin.bodies(ob)[0].name = f"{name} Body"
     return ob
 
 
@@ -93,7 +89,7 @@ def clean_track(track: np.ndarray):
     frames = np.arange(1, len(track) + 1, dtype=float)
     rig_bridge.key_track(rig, noisy, range(55), frames)
     settings = bpy.context.scene.dposerx
-    settings.frame_start, settings.frame_end = 1, len(track)
+    settings.clean_start, settings.clean_end = 1, len(track)
     settings.part_hands = settings.part_face = False
     run_operator(bpy.ops.dposerx.clean_mocap)
     settings.part_hands = settings.part_face = True
@@ -110,42 +106,17 @@ def generate_library():
     return ob
 
 
-def stick_figure(ob, name: str, collection, location, color):
-    """A static tube-and-sphere figure of the armature's current pose (armatures do not render)."""
-    bones = [ob.pose.bones[name] for name in rig_bridge.find_rig(ob).bone_names]
-    origin = ob.matrix_world @ bones[0].head
-    heads = [np.array(ob.matrix_world @ pb.head - origin) for pb in bones]
-    tips = {}
-    for j, offset in TIP_OFFSETS.items():  # end segments: the rest tip offset carried by the posed bone
-        pb = bones[j]
-        rest_tip = pb.bone.head_local + Vector((offset[0], -offset[2], offset[1]))  # SMPL-X -> Blender axes
-        tips[j] = np.array(ob.matrix_world @ pb.matrix @ pb.bone.matrix_local.inverted() @ rest_tip - origin)
-    segments = [(heads[PARENTS[j]], heads[j]) for j in range(1, 55)] + [(heads[j], tips[j]) for j in tips]
-    curve = bpy.data.curves.new(name, 'CURVE')
-    curve.dimensions, curve.bevel_depth, curve.bevel_resolution = '3D', 0.022, 2
-    for a, b in segments:
-        spline = curve.splines.new('POLY')
-        spline.points.add(1)
-        spline.points.foreach_set("co", [*a, 1.0, *b, 1.0])
-    figure = bpy.data.objects.new(name, curve)
+def body_figure(ob, name: str, collection, location, color):
+    """A static copy of the armature's mannequin in its current pose (armatures do not render; the scene's
+    depsgraph must be up to date), pelvis at `location`, turned -30 degrees about z."""
+    depsgraph = bpy.context.evaluated_depsgraph_get()
+    body = mannequin.bodies(ob)[0]
+    mesh = bpy.data.meshes.new_from_object(body.evaluated_get(depsgraph))
+    pelvis = ob.matrix_world @ ob.pose.bones[rig_bridge.find_rig(ob).bone_names[0]].head
+    mesh.transform(Matrix.Translation(-pelvis) @ body.matrix_world)
+    figure = bpy.data.objects.new(name, mesh)
     figure.location, figure.rotation_euler.z, figure.color = location, np.radians(-30), color
     collection.objects.link(figure)
-    head = bpy.data.objects.new(name + " head", bpy.data.meshes.get("Demo Head") or head_mesh())
-    head.parent, head.color = figure, color
-    head.location = (heads[JOINT_INDEX["head"]] + tips[JOINT_INDEX["head"]]) / 2
-    collection.objects.link(head)
-
-
-def head_mesh():
-    import bmesh
-
-    mesh, shape = bpy.data.meshes.new("Demo Head"), bmesh.new()
-    bmesh.ops.create_uvsphere(shape, u_segments=24, v_segments=12, radius=0.1)
-    shape.to_mesh(mesh)
-    shape.free()
-    for polygon in mesh.polygons:
-        polygon.use_smooth = True
-    return mesh
 
 
 def contact_sheet(library_ob, path: Path) -> None:
@@ -159,7 +130,7 @@ def contact_sheet(library_ob, path: Path) -> None:
         column, row = i % COLUMNS, i // COLUMNS
         location = ((column - (COLUMNS - 1) / 2) * dx, 0.0, ((rows - 1) / 2 - row) * dz + 0.1)  # pelvis
         hue = 0.55 + 0.35 * column / COLUMNS
-        stick_figure(library_ob, f"Pose {i + 1:03d}", sheet.collection, location, (0.25, hue * 0.6, hue, 1.0))
+        body_figure(library_ob, f"Pose {i + 1:03d}", sheet.collection, location, (0.25, hue * 0.6, hue, 1.0))
     camera = bpy.data.objects.new("Contact Sheet Camera", bpy.data.cameras.new("Contact Sheet Camera"))
     camera.data.type, camera.data.ortho_scale = 'ORTHO', COLUMNS * dx + 0.4
     camera.location, camera.rotation_euler = (0.0, -10.0, 0.0), (np.radians(90), 0.0, 0.0)

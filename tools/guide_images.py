@@ -1,8 +1,8 @@
 """The pictures of docs/user_guide.md, from real runs of the operators (bundled weights, Blender in background
 mode, Workbench on the CPU): `.venv/bin/python -m tools.guide_images` rewrites docs/img/guide_*.png.
 
-Armatures do not render, so every pose is drawn as a tube figure (tools.demo.stick_figure); grey is the input,
-blue the result, a red ball a pin.
+Armatures do not render, so every pose is drawn as a static copy of the skeleton's mannequin body
+(tools.demo.body_figure); grey is the input, blue the result, a red ball a pin.
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import numpy as np
 import dposerx_blender
 from dposerx_blender.blender import rig_bridge
 from dposerx_blender.blender.props import ADDON_PACKAGE
-from tools.demo import HELDOUT, stick_figure
+from tools.demo import HELDOUT, body_figure
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "docs" / "img"
@@ -55,7 +55,7 @@ class Picture:
         """Draw the armature's current pose at the next slot; returns the slot's pelvis position."""
         bpy.context.view_layer.update()
         location = np.array((self.count * self.spacing, 0.0, PELVIS_HEIGHT))
-        stick_figure(ob, f"{self.name} {self.count}", self.scene.collection, location, color)
+        body_figure(ob, f"{self.name} {self.count}", self.scene.collection, location, color)
         text = bpy.data.objects.new(f"{self.name} label {self.count}", bpy.data.curves.new(label, 'FONT'))
         text.data.body, text.data.align_x, text.data.size = label, 'CENTER', 0.16
         text.location, text.rotation_euler, text.color = (location[0], 0.0, 2.05), (np.pi / 2, 0, 0), (0, 0, 0, 1)
@@ -174,7 +174,7 @@ def clean_picture(track) -> None:
         bpy.context.scene.frame_set(frame)
         picture.add(ob, f"noisy, frame {frame}", GREY)
     settings = bpy.context.scene.dposerx
-    settings.frame_start, settings.frame_end = 1, 24
+    settings.clean_start, settings.clean_end = 1, 24
     run(bpy.ops.dposerx.clean_mocap)
     for frame in shown:
         bpy.context.scene.frame_set(frame)

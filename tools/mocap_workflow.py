@@ -75,8 +75,8 @@ def main() -> None:
     settings.part_hands = settings.part_face = False  # the jitter is on the body
     run_operator(bpy.ops.dposerx.clean_mocap)
     run_operator(lambda: bpy.ops.dposerx.export_smplx_npz(filepath=str(out / "cleaned.npz"),
-                                                          frame_start=settings.frame_start,
-                                                          frame_end=settings.frame_end))
+                                                          frame_start=settings.clean_start,
+                                                          frame_end=settings.clean_end))
 
     exported = read_amass_npz(out / "cleaned.npz")
     cleaned = exported.poses.copy()

@@ -124,10 +124,11 @@ def generation_check(body_net: TimeFC, normalizer: Normalizer, real_test: np.nda
     the picture of 24 of them next to 24 real held-out poses."""
     from dposerx_blender.core.layout import model_to_pose
     from dposerx_blender.core.limits import within_limits
-    from dposerx_blender.core.solvers import sample
+    from dposerx_blender.core.solvers import sample_euler_maruyama
 
     generator = torch.Generator().manual_seed(0)
-    samples = normalizer.denormalize(sample(body_net, torch.randn((n, 63), generator=generator), generator=generator))
+    start = torch.randn((n, 63), generator=generator)
+    samples = normalizer.denormalize(sample_euler_maruyama(body_net, start, generator=generator))
     model = torch.zeros(n, 162)
     model[:, :63] = samples
     poses = model_to_pose(model).numpy()

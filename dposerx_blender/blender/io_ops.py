@@ -1,5 +1,6 @@
 """Animation files in and out: SMPL-X npz and BVH onto an SMPL-X armature (or a new SMPL-X skeleton), and the
-armature's action back out as an AMASS-style npz. File > Import/Export entries and a DPoser-X sidebar panel.
+armature's action back out as an AMASS-style npz, and their File > Import/Export entries (the sidebar's
+Animation Files panel is in panels.py).
 
 Each operator is a jobs.Plan: the file is read and converted off the main thread (Esc cancels), then every key
 is written at once in one undo step. A bad file raises DPoserError before anything is written.
@@ -43,14 +44,14 @@ def _target_rig(context):
     return rig_bridge.find_rig(ob) if ob is not None and ob.type == 'ARMATURE' else None
 
 
-def _key_animation(rig, poses: np.ndarray, trans: np.ndarray, up_axis: str, on_root: bool,
+def _key_animation(rig, poses: np.ndarray, trans: np.ndarray, up_axis: str, on_root: bool, extend_scene: bool,
                    pelvis_positions: bool = False) -> str:
     """Key poses (T, 165) and trans (T, 3) (SMPL-X conventions, `up_axis` world) on `rig` (None: a new skeleton)
     from the scene's start frame; returns the report's description of where they went. Runs in a plan's apply,
     so it reads bpy.context: a modal job's invoke context is gone by then.
 
     trans is the pelvis's offset from its rest position (AMASS), or with `pelvis_positions` its position from
-    the armature origin (the retargeter's)."""
+    the armature origin (the retargeter's). `extend_scene` makes the scene's range reach the last frame."""
     from ..core.mocap.conventions import to_y_up
 
     context = bpy.context
@@ -68,30 +69,39 @@ def _key_animation(rig, poses: np.ndarray, trans: np.ndarray, up_axis: str, on_r
     rig_bridge.key_track(rig, poses, range(55), frames)
     keyframes.write_channels(keyframes.object_channelbag(rig.object), [translation], frames)
     last = int(frames[-1])
-    scene.frame_end = max(scene.frame_end, last)
-    scene.dposerx.frame_start, scene.dposerx.frame_end = scene.frame_start, last  # ready for Clean Mocap
+    if extend_scene:
+        scene.frame_end = max(scene.frame_end, last)
+    scene.dposerx.clean_start, scene.dposerx.clean_end = scene.frame_start, last  # ready for Clean Mocap
     return f"'{rig.object.name}', frames {scene.frame_start}..{last}"
 
 
 class _FileJob:
     """A file browser first, then the job: modal with progress and Esc when the browser started it, synchronous
-    when run from a script."""
+    when run from a script or redone.
 
-    browsed: BoolProperty(default=False, options={'HIDDEN', 'SKIP_SAVE'})
+    Blender calls `execute` both for a script and when the browser (opened by ImportHelper/ExportHelper's
+    `invoke`) confirms; the operator's properties are what it carries from `invoke` to that call, so a hidden one
+    (not saved for redo) says which it is."""
+
+    from_browser: BoolProperty(default=False, options={'HIDDEN', 'SKIP_SAVE'})
 
     def invoke(self, context, event):
-        self.browsed = True
+        self.from_browser = True
         return super().invoke(context, event)
 
     def execute(self, context):
-        if self.browsed:
-            self.browsed = False  # a redo runs synchronously
-            return JobOperator.invoke(self, context, None)
-        return JobOperator.execute(self, context)
+        if self.from_browser:
+            self.from_browser = False
+            return self.start_modal(context)
+        return self.run_now(context)
 
 
 class _ImportJob(_FileJob):
     """Imports run without an active armature too (a new skeleton is added) and draw their `option_names`."""
+
+    extend_scene: BoolProperty(name="Update Scene Duration", default=True,
+                               description="Extend the scene's frame range to the imported animation (never "
+                                           "shortens it), as Blender's BVH importer does")
 
     @classmethod
     def poll(cls, context):
@@ -119,7 +129,7 @@ class DPOSERX_OT_import_smplx_npz(_ImportJob, ImportHelper, JobOperator, bpy.typ
     bl_idname = "dposerx.import_smplx_npz"
     bl_label = "Import SMPL-X Animation"
     filename_ext = ".npz"
-    option_names = ("hand_reference", "translation_bone", "up_axis")
+    option_names = ("hand_reference", "translation_bone", "up_axis", "extend_scene")
 
     filter_glob: StringProperty(default="*.npz", options={'HIDDEN'})
     hand_reference: EnumProperty(name="Hands", items=HAND_ITEMS, default='FLAT')
@@ -129,6 +139,7 @@ class DPOSERX_OT_import_smplx_npz(_ImportJob, ImportHelper, JobOperator, bpy.typ
     def plan(self, context):
         path, rig, fps = self.read_path(), _target_rig(context), scene_fps(context.scene)
         relaxed, up_axis, on_root = self.hand_reference == 'RELAXED', self.up_axis, self.translation_bone == 'ROOT'
+        extend_scene = self.extend_scene
 
         def work(_prior, progress):
             from ..core.amass import read_amass_npz
@@ -142,7 +153,7 @@ class DPOSERX_OT_import_smplx_npz(_ImportJob, ImportHelper, JobOperator, bpy.typ
 
         def apply(result):
             motion, poses, trans = result
-            where = _key_animation(rig, poses, trans, up_axis, on_root)
+            where = _key_animation(rig, poses, trans, up_axis, on_root, extend_scene)
             return f"Imported {len(motion.poses)} frames at {motion.fps:g} fps as {len(poses)} at {fps:g} fps onto " \
                    + where
 
@@ -169,7 +180,7 @@ class DPOSERX_OT_import_bvh(_ImportJob, ImportHelper, JobOperator, bpy.types.Ope
     bl_idname = "dposerx.import_bvh"
     bl_label = "Import BVH onto SMPL-X"
     filename_ext = ".bvh"
-    option_names = ("preset", "translation_bone")
+    option_names = ("preset", "translation_bone", "extend_scene")
 
     filter_glob: StringProperty(default="*.bvh", options={'HIDDEN'})
     preset: EnumProperty(name="Preset", items=_preset_items, description="Source skeleton (joint map)")
@@ -177,7 +188,7 @@ class DPOSERX_OT_import_bvh(_ImportJob, ImportHelper, JobOperator, bpy.types.Ope
 
     def plan(self, context):
         path, rig, fps = self.read_path(), _target_rig(context), scene_fps(context.scene)
-        preset, on_root = self.preset, self.translation_bone == 'ROOT'
+        preset, on_root, extend_scene = self.preset, self.translation_bone == 'ROOT', self.extend_scene
 
         def work(_prior, progress):
             from ..core.mocap.bvh import read_bvh
@@ -195,7 +206,7 @@ class DPOSERX_OT_import_bvh(_ImportJob, ImportHelper, JobOperator, bpy.types.Ope
 
         def apply(outcome):
             motion, joint_map, result, poses, trans = outcome
-            where = _key_animation(rig, poses, trans, 'Z', on_root, pelvis_positions=True)
+            where = _key_animation(rig, poses, trans, 'Z', on_root, extend_scene, pelvis_positions=True)
             return (f"Imported {motion.num_frames} frames at {motion.fps:g} fps as {len(poses)} at {fps:g} fps with "
                     f"preset '{joint_map.name}' onto {where}. {unmapped_report(motion, joint_map, result.driven)}")
 
@@ -205,7 +216,7 @@ class DPOSERX_OT_import_bvh(_ImportJob, ImportHelper, JobOperator, bpy.types.Ope
 def unmapped_report(motion, joint_map, driven: np.ndarray, shown: int = 12) -> str:
     """Which source joints the preset ignores (the first `shown`; all of them go to the console) and which SMPL-X
     bones nothing drives (they keep their rest rotation), grouped by part."""
-    from ..core.skeleton import EYE_JOINTS, JAW_JOINT, JOINT_NAMES, LEFT_HAND_JOINTS, RIGHT_HAND_JOINTS
+    from ..core.skeleton import JOINT_NAMES, PARTS
 
     ignored = [n for n in motion.joint_names if n not in joint_map.source_names() and not n.endswith("_end")]
     if len(ignored) > shown:
@@ -214,10 +225,9 @@ def unmapped_report(motion, joint_map, driven: np.ndarray, shown: int = 12) -> s
                                            if len(ignored) > shown else "")
     idle = set(np.flatnonzero(~driven).tolist())
     groups = []
-    for label, joints in (("left hand", LEFT_HAND_JOINTS), ("right hand", RIGHT_HAND_JOINTS), ("jaw", (JAW_JOINT,)),
-                          ("eyes", EYE_JOINTS)):
-        if set(joints) <= idle:
-            groups.append(label)
+    for part, joints in PARTS.items():
+        if part != "body" and set(joints) <= idle:
+            groups.append(part.replace("_", " "))
             idle -= set(joints)
     groups += [JOINT_NAMES[j] for j in sorted(idle)]
     return (f"Unmapped BVH joints ({len(ignored)}): {listed or 'none'}. "
@@ -233,16 +243,26 @@ class DPOSERX_OT_export_smplx_npz(_FileJob, ExportHelper, JobOperator, bpy.types
     filename_ext = ".npz"
 
     filter_glob: StringProperty(default="*.npz", options={'HIDDEN'})
-    frame_start: IntProperty(name="Start", description="First frame to export (default: the scene's)")
-    frame_end: IntProperty(name="End", description="Last frame to export (default: the scene's)")
+    frame_start: IntProperty(name="Start", description="First frame to export (default: the action's first key)")
+    frame_end: IntProperty(name="End", description="Last frame to export (default: the action's last key)")
     hand_reference: EnumProperty(name="Hands", items=HAND_ITEMS, default='FLAT')
     translation_bone: EnumProperty(name="Translation", items=TRANSLATION_ITEMS, default='PELVIS')
     up_axis: EnumProperty(name="Up", items=UP_ITEMS, default='Z')
 
+    def frame_range(self, ob) -> tuple[int, int]:
+        """The range to export: Start and End where set, else the action's keyed range."""
+        keyed = keyframes.keyed_range(keyframes.object_channelbag(ob, create=False))
+        if keyed is None:
+            raise DPoserError(f"'{ob.name}' has no animation to export.")
+        return tuple(getattr(self, name) if self.properties.is_property_set(name) else default
+                     for name, default in zip(("frame_start", "frame_end"), keyed))
+
     def invoke(self, context, event):
-        for name in ("frame_start", "frame_end"):
-            if not self.properties.is_property_set(name):
-                setattr(self, name, getattr(context.scene, name))
+        if context.object is not None and context.object.type == 'ARMATURE':
+            try:
+                self.frame_start, self.frame_end = self.frame_range(context.object)
+            except DPoserError:
+                pass  # reported when the export runs
         return super().invoke(context, event)
 
     def draw(self, context):
@@ -257,12 +277,9 @@ class DPOSERX_OT_export_smplx_npz(_FileJob, ExportHelper, JobOperator, bpy.types
     def plan(self, context):
         rig = rig_bridge.find_rig(context.object)
         scene = context.scene
-        start, end = (getattr(self, name) if self.properties.is_property_set(name) else getattr(scene, name)
-                      for name in ("frame_start", "frame_end"))
+        start, end = self.frame_range(rig.object)
         if end < start:
             raise DPoserError(f"The frame range {start}..{end} is reversed: End must not be before Start.")
-        if keyframes.object_channelbag(rig.object, create=False) is None:
-            raise DPoserError(f"'{rig.object.name}' has no animation to export.")
         path = Path(bpy.path.abspath(self.filepath))
         if not path.parent.is_dir():
             raise DPoserError(f"{path.parent}: folder not found")
@@ -288,21 +305,6 @@ class DPOSERX_OT_export_smplx_npz(_FileJob, ExportHelper, JobOperator, bpy.types
         return Plan(work, apply, uses_prior=False)
 
 
-class DPOSERX_PT_animation_files(bpy.types.Panel):
-    bl_space_type = 'VIEW_3D'
-    bl_region_type = 'UI'
-    bl_category = "DPoser-X"
-    bl_label = "Animation Files"
-    bl_parent_id = "DPOSERX_PT_main"
-    bl_options = {'DEFAULT_CLOSED'}
-
-    def draw(self, context):
-        layout = self.layout
-        layout.operator(DPOSERX_OT_import_smplx_npz.bl_idname, text="Import SMPL-X (.npz)", icon='IMPORT')
-        layout.operator(DPOSERX_OT_import_bvh.bl_idname, text="Import BVH", icon='IMPORT')
-        layout.operator(DPOSERX_OT_export_smplx_npz.bl_idname, text="Export SMPL-X (.npz)", icon='EXPORT')
-
-
 def draw_import_menu(self, context):
     self.layout.operator(DPOSERX_OT_import_smplx_npz.bl_idname, text="SMPL-X Animation (.npz)")
     self.layout.operator(DPOSERX_OT_import_bvh.bl_idname, text="BVH onto SMPL-X (.bvh)")
@@ -312,5 +314,4 @@ def draw_export_menu(self, context):
     self.layout.operator(DPOSERX_OT_export_smplx_npz.bl_idname, text="SMPL-X Animation (.npz)")
 
 
-classes = (DPOSERX_OT_import_smplx_npz, DPOSERX_OT_import_bvh, DPOSERX_OT_export_smplx_npz,
-           DPOSERX_PT_animation_files)
+classes = (DPOSERX_OT_import_smplx_npz, DPOSERX_OT_import_bvh, DPOSERX_OT_export_smplx_npz)

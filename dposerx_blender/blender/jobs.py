@@ -16,13 +16,19 @@ import bpy
 
 from ..core import errors
 from .props import preferences
+from .rig_bridge import armature_of
 
 _PRIORS: dict = {}  # (weights folder, device) -> loaded prior, kept across runs; cleared on unregister
 
 
+class WarningReport(str):
+    """A report text that `apply` returns when the job finished but the animator should look (shown as a warning)."""
+
+
 @dataclass
 class Plan:
-    """work(prior, progress) -> result runs off the main thread; apply(result) -> report text runs on it."""
+    """work(prior, progress) -> result runs off the main thread; apply(result) -> report text (str, or WarningReport)
+    runs on it."""
 
     work: Callable[[Any, Callable[[int, int], None]], Any]
     apply: Callable[[Any], str]
@@ -107,7 +113,8 @@ class Job:
 
 class JobOperator:
     """Mixin for solver operators: subclasses implement `plan(context) -> Plan` (raising DPoserError for bad
-    input). `execute` runs synchronously (scripts, redo); `invoke` runs the job modally with progress and Esc."""
+    input). `execute` runs the job synchronously (`run_now`: scripts, redo); `invoke` runs it modally with progress
+    and Esc (`start_modal`)."""
 
     bl_options = {'REGISTER', 'UNDO'}
     _job: Job | None = None
@@ -115,7 +122,7 @@ class JobOperator:
 
     @classmethod
     def poll(cls, context):
-        ob = context.object
+        ob = armature_of(context.object)  # an active body mesh stands for its armature
         if ob is None or ob.type != 'ARMATURE':
             cls.poll_message_set("Select an SMPL-X armature")
             return False
@@ -146,20 +153,27 @@ class JobOperator:
         if job.error is not None:
             raise job.error
         try:
-            self.report({'INFO'}, job.plan.apply(job.result))
+            text = job.plan.apply(job.result)
+            self.report({'WARNING'} if isinstance(text, WarningReport) else {'INFO'}, text)
         except errors.DPoserError as exc:
             self.report({'ERROR'}, str(exc))
             return {'CANCELLED'}
         return {'FINISHED'}
 
     def execute(self, context):
+        return self.run_now(context)
+
+    def invoke(self, context, event):
+        return self.start_modal(context)
+
+    def run_now(self, context) -> set:
         job = self._new_job(context)
         if job is None:
             return {'CANCELLED'}
         job.run()
         return self._finish(job)
 
-    def invoke(self, context, event):
+    def start_modal(self, context) -> set:
         self._job = self._new_job(context)
         if self._job is None:
             return {'CANCELLED'}

@@ -5,6 +5,7 @@ Every operator that writes keys goes through `write_channels`: one foreach_set p
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import bpy
@@ -102,6 +103,12 @@ def write_channels(channelbag, channels: list[Channel], frames: np.ndarray) -> N
             interpolation[kept:] = _LINEAR
             points.foreach_set("interpolation", interpolation)
             fcurve.update()
+
+
+def keyed_range(channelbag) -> tuple[int, int] | None:
+    """The first and last keyed frame of the channelbag (rounded outwards to whole frames), None without keys."""
+    frames = [key.co[0] for fcurve in (channelbag.fcurves if channelbag else ()) for key in fcurve.keyframe_points]
+    return (math.floor(min(frames)), math.ceil(max(frames))) if frames else None
 
 
 def evaluate_channel(channelbag, data_path: str, size: int, frames: np.ndarray, fallback) -> np.ndarray:

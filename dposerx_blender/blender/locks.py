@@ -1,21 +1,37 @@
-"""Locked bones: the joints the prior must keep. A bone is locked when its rotation is locked in Blender; locked
-bones are marked with a red bone colour and the "DPoser-X Locked" bone collection, like Cascadeur's pins."""
+"""Locked bones: the joints the prior must keep.
+
+A bone is locked when Lock Selected put it in the "DPoser-X Locked" bone collection (it also turns red, like
+Cascadeur's pins), or when all its rotation channels are locked with Blender's padlocks. Lock does not touch the
+padlocks, so a locked bone can still be rotated by hand; Unlock gives back the colour Lock replaced and leaves the
+padlocks, which belong to the rig, alone (docs/user_guide.md, "Locked bones", says why).
+"""
 from __future__ import annotations
 
 import bpy
 import numpy as np
 
-from .rig_bridge import Rig, find_rig
 from ..core.errors import DPoserError
+from .rig_bridge import Rig, find_rig
 
 LOCKED_COLLECTION = "DPoser-X Locked"
 LOCKED_PALETTE = 'THEME01'  # red in the default theme
+COLOR_KEY = "dposerx_color"  # pose bone ID property: the colour Lock replaced (palette, custom colours)
 
 
-def is_locked(pose_bone) -> bool:
+def is_padlocked(pose_bone) -> bool:
+    """All rotation channels locked with Blender's padlocks (Bone > Transform)."""
     # Blender only honours the W lock of 4D modes when "4D rotation lock" is on.
     four_d = pose_bone.rotation_mode in {'QUATERNION', 'AXIS_ANGLE'} and pose_bone.lock_rotations_4d
     return all(pose_bone.lock_rotation) and (pose_bone.lock_rotation_w or not four_d)
+
+
+def is_marked(pose_bone) -> bool:
+    """Locked by Lock Selected: in the extension's bone collection."""
+    return pose_bone.bone.collections.get(LOCKED_COLLECTION) is not None
+
+
+def is_locked(pose_bone) -> bool:
+    return is_marked(pose_bone) or is_padlocked(pose_bone)
 
 
 def locked_mask(rig: Rig) -> np.ndarray:
@@ -23,16 +39,26 @@ def locked_mask(rig: Rig) -> np.ndarray:
     return np.array([is_locked(pb) for pb in rig.pose_bones])
 
 
-def set_locked(armature_object, pose_bone, locked: bool) -> None:
-    pose_bone.lock_rotation = (locked,) * 3
-    pose_bone.lock_rotation_w = locked
-    pose_bone.color.palette = LOCKED_PALETTE if locked else 'DEFAULT'
+def set_locked(armature_object, pose_bone, locked: bool) -> bool:
+    """Mark or unmark the bone; Unlock restores the colour Lock replaced. False when there was nothing to do."""
+    if is_marked(pose_bone) == locked:
+        return False
+    color = pose_bone.color
     collections = armature_object.data.collections
-    collection = collections.get(LOCKED_COLLECTION)
     if locked:
-        (collection or collections.new(LOCKED_COLLECTION)).assign(pose_bone)
-    elif collection:
-        collection.unassign(pose_bone)
+        custom = color.custom
+        pose_bone[COLOR_KEY] = {"palette": color.palette,
+                                "custom": [list(c) for c in (custom.normal, custom.select, custom.active)]}
+        color.palette = LOCKED_PALETTE
+        (collections.get(LOCKED_COLLECTION) or collections.new(LOCKED_COLLECTION)).assign(pose_bone)
+        return True
+    saved = pose_bone.get(COLOR_KEY)
+    if saved is not None:
+        color.palette = saved["palette"]
+        color.custom.normal, color.custom.select, color.custom.active = (tuple(c) for c in saved["custom"])
+        del pose_bone[COLOR_KEY]
+    collections[LOCKED_COLLECTION].unassign(pose_bone)
+    return True
 
 
 def _rig_bones(context, selected_only: bool):
@@ -42,7 +68,7 @@ def _rig_bones(context, selected_only: bool):
     bones = [pb for pb in chosen if pb.name in names]
     if not bones:
         raise DPoserError("Select the SMPL-X bones to lock or unlock in Pose Mode.")
-    return bones
+    return rig, bones
 
 
 class _LockOperator:
@@ -60,31 +86,37 @@ class _LockOperator:
 
     def execute(self, context):
         try:
-            bones = _rig_bones(context, self.selected_only)
+            rig, bones = _rig_bones(context, self.selected_only)
         except DPoserError as exc:
             self.report({'ERROR'}, str(exc))
             return {'CANCELLED'}
-        for pose_bone in bones:
-            set_locked(context.object, pose_bone, self.lock)
-        self.report({'INFO'}, f"{'Locked' if self.lock else 'Unlocked'} {len(bones)} bone(s)")
+        changed = sum(set_locked(rig.object, pose_bone, self.lock) for pose_bone in bones)
+        text = f"{'Locked' if self.lock else 'Unlocked'} {changed} bone(s)"
+        padlocked = [pb.name for pb in bones if is_padlocked(pb)] if not self.lock else []
+        if padlocked:
+            self.report({'WARNING'}, f"{text}; {len(padlocked)} stay locked by their rotation padlocks "
+                                     f"(Bone > Transform): {', '.join(padlocked[:5])}"
+                                     + (" ..." if len(padlocked) > 5 else ""))
+        else:
+            self.report({'INFO'}, text)
         return {'FINISHED'}
 
 
 class DPOSERX_OT_lock_selected(_LockOperator, bpy.types.Operator):
-    """Lock the selected bones: the prior keeps them as they are"""
+    """Lock the selected bones: the prior keeps them as they are (you can still rotate them by hand)"""
     bl_idname = "dposerx.lock_selected"
     bl_label = "Lock Selected"
 
 
 class DPOSERX_OT_unlock_selected(_LockOperator, bpy.types.Operator):
-    """Unlock the selected bones: the prior may change them"""
+    """Unlock the selected bones: the prior may change them (bones with all rotation padlocks closed stay locked)"""
     bl_idname = "dposerx.unlock_selected"
     bl_label = "Unlock Selected"
     lock = False
 
 
 class DPOSERX_OT_unlock_all(_LockOperator, bpy.types.Operator):
-    """Unlock every SMPL-X bone of the armature"""
+    """Unlock every bone that Lock Selected locked, giving back their colours"""
     bl_idname = "dposerx.unlock_all"
     bl_label = "Unlock All"
     lock = False

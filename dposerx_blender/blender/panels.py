@@ -1,7 +1,11 @@
-"""The "DPoser-X" tab of the 3D view sidebar: one panel per job, each drawing its settings and its button."""
+"""The "DPoser-X" tab of the 3D view sidebar: one panel per job, each drawing its settings and its button, and
+one for animation files."""
 from __future__ import annotations
 
 import bpy
+
+from ..core.skeleton import PART_JOINTS
+from .rig_bridge import armature_of
 
 
 class _Panel:
@@ -11,7 +15,8 @@ class _Panel:
 
     @classmethod
     def poll(cls, context):
-        return context.object is not None and context.object.type == 'ARMATURE'
+        ob = armature_of(context.object)  # a body mesh shows its armature's panels
+        return ob is not None and ob.type == 'ARMATURE'
 
 
 class DPOSERX_PT_main(_Panel, bpy.types.Panel):
@@ -23,7 +28,8 @@ class DPOSERX_PT_main(_Panel, bpy.types.Panel):
 
     def draw(self, context):
         layout = self.layout
-        if context.object is None or context.object.type != 'ARMATURE':
+        ob = armature_of(context.object)
+        if ob is None or ob.type != 'ARMATURE':
             layout.label(text="Select an SMPL-X armature", icon='INFO')
             layout.operator("dposerx.add_skeleton", icon='ARMATURE_DATA')
             return
@@ -33,8 +39,8 @@ class DPOSERX_PT_main(_Panel, bpy.types.Panel):
         row.operator("dposerx.unlock_selected", icon='UNLOCKED')
         layout.operator("dposerx.unlock_all")
         row = layout.row(align=True)
-        for name in ("part_body", "part_hands", "part_face"):
-            row.prop(settings, name, toggle=True)
+        for part in PART_JOINTS:
+            row.prop(settings, f"part_{part}", toggle=True)
         layout.prop(settings, "seed")
         layout.prop(settings, "key_result")
 
@@ -83,8 +89,8 @@ class DPOSERX_PT_clean(_Panel, bpy.types.Panel):
     def draw(self, context):
         layout, settings = self.layout, context.scene.dposerx
         row = layout.row(align=True)
-        row.prop(settings, "frame_start")
-        row.prop(settings, "frame_end")
+        row.prop(settings, "clean_start")
+        row.prop(settings, "clean_end")
         layout.prop(settings, "clean_strength")
         layout.operator("dposerx.clean_mocap", icon='MOD_SMOOTH')
 
@@ -102,5 +108,21 @@ class DPOSERX_PT_library(_Panel, bpy.types.Panel):
         layout.operator("dposerx.generate_library", icon='ASSET_MANAGER')
 
 
+class DPOSERX_PT_animation_files(_Panel, bpy.types.Panel):
+    bl_label = "Animation Files"
+    bl_parent_id = "DPOSERX_PT_main"
+    bl_options = {'DEFAULT_CLOSED'}
+
+    @classmethod
+    def poll(cls, context):
+        return True  # imports also work without an armature (they add a skeleton)
+
+    def draw(self, context):
+        layout = self.layout
+        layout.operator("dposerx.import_smplx_npz", text="Import SMPL-X (.npz)", icon='IMPORT')
+        layout.operator("dposerx.import_bvh", text="Import BVH", icon='IMPORT')
+        layout.operator("dposerx.export_smplx_npz", text="Export SMPL-X (.npz)", icon='EXPORT')
+
+
 classes = (DPOSERX_PT_main, DPOSERX_PT_complete, DPOSERX_PT_vary, DPOSERX_PT_pin, DPOSERX_PT_clean,
-           DPOSERX_PT_library)
+           DPOSERX_PT_library, DPOSERX_PT_animation_files)

@@ -1,6 +1,8 @@
 """Add-on preferences and the per-scene settings that the DPoser-X panel edits and the operators read."""
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import bpy
 from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty, PointerProperty, StringProperty
 
@@ -27,8 +29,14 @@ class DPOSERX_AP_preferences(bpy.types.AddonPreferences):
             layout.prop(self, name)
 
 
-def preferences(context) -> DPOSERX_AP_preferences:
-    return context.preferences.addons[ADDON_PACKAGE].preferences
+def preferences(context):
+    """The add-on's preferences, or their defaults when it was registered without Preferences (a script calling
+    register(), tests): Blender only creates the preferences entry when the add-on is enabled."""
+    addon = context.preferences.addons.get(ADDON_PACKAGE)
+    if addon is not None:
+        return addon.preferences
+    properties = DPOSERX_AP_preferences.bl_rna.properties
+    return SimpleNamespace(**{name: properties[name].default for name in ("threads", "device", "weights_dir")})
 
 
 class DPOSERX_PG_settings(bpy.types.PropertyGroup):
@@ -44,14 +52,14 @@ class DPOSERX_PG_settings(bpy.types.PropertyGroup):
     strength: FloatProperty(name="Strength", default=1.0, min=0.0, max=2.0,
                             description="How strongly the prior pulls the completed joints")
     # Vary Pose
-    vary_strength: FloatProperty(name="Variation", default=0.3, min=0.0, max=1.0,
+    vary_strength: FloatProperty(name="Variation", default=0.3, min=0.01, max=1.0,  # 0 would change nothing
                                  description="How far the variation may move from the current pose")
     # Pin to Target
     pin_cursor: BoolProperty(name="Active Bone to 3D Cursor", default=False,
                              description="Also pin the active bone to the 3D cursor")
     # Clean Mocap
-    frame_start: IntProperty(name="Start", default=1, description="First frame to clean")
-    frame_end: IntProperty(name="End", default=250, description="Last frame to clean")
+    clean_start: IntProperty(name="Start", default=1, description="First frame to clean")
+    clean_end: IntProperty(name="End", default=250, description="Last frame to clean")
     clean_strength: FloatProperty(name="Strength", default=1.0, min=0.0, max=2.0,
                                   description="How much noise to remove")
     # Generate Pose Library

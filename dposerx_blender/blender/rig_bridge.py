@@ -1,5 +1,5 @@
 """SMPL-X armatures <-> pose arrays: the only place where Blender axes, units, bone rolls and rotation modes meet
-SMPL-X conventions (the maths is in core.rig_math).
+SMPL-X conventions (the maths, and the one axes change, is in core.rig_math).
 
 Pose arrays are (..., 165) float64 axis-angle in SMPL-X joint order, joint 0 = global orientation (pelvis,
 including an optional parent bone "root"), in the rig's own SMPL-X frame (see rig_math.smplx_axes).
@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.spatial.transform import Rotation
 
 from ..core import rig_math
 from ..core.errors import DPoserError
@@ -46,8 +47,20 @@ class Rig:
         return [self.object.pose.bones[name] for name in self.bone_names]
 
 
+def armature_of(ob):
+    """The armature a job works on: `ob` itself, or for a body mesh (the mannequin, the SMPL-X add-on's mesh) the
+    armature deforming it or its armature parent; anything else as it is."""
+    if ob is not None and ob.type == 'MESH':
+        deforming = [m.object for m in ob.modifiers if m.type == 'ARMATURE' and m.object is not None]
+        parent = [ob.parent] if ob.parent is not None and ob.parent.type == 'ARMATURE' else []
+        return (deforming + parent + [ob])[0]
+    return ob
+
+
 def find_rig(ob) -> Rig:
-    """Recognise an SMPL-X armature by its bone names; DPoserError says what is wrong."""
+    """Recognise an SMPL-X armature (or the armature of an active body mesh) by its bone names; DPoserError says
+    what is wrong."""
+    ob = armature_of(ob)
     if ob is None or ob.type != 'ARMATURE':
         raise DPoserError("Select an SMPL-X armature (the active object is not an armature).")
     bones = ob.data.bones
@@ -73,12 +86,18 @@ def find_rig(ob) -> Rig:
     return Rig(ob, tuple(names), axes, rest, root, float(np.mean(ob.matrix_world.to_scale())))
 
 
-def _to_smplx(rig: Rig, basis: np.ndarray, root: np.ndarray | None) -> np.ndarray:
-    """basis (T, 55, 3, 3), root rotation (T or 1, 3, 3) or None (see root_rotation) -> poses (T, 165)."""
+def _to_smplx(rig: Rig, basis: np.ndarray, root: np.ndarray | None, frames=None) -> np.ndarray:
+    """basis (T, 55, 3, 3), root rotation (T or 1, 3, 3) or None (see root_rotation) -> poses (T, 165);
+    DPoserError naming the bone (and the frame of `frames`) for an invalid rotation."""
     local = rig_math.basis_to_smplx(basis, rig.rest, rig.axes)
     if root is not None:
         local[:, 0] = root @ local[:, 0]
-    return rig_math.matrix_to_axis_angle(local).reshape(len(basis), -1)
+    bad = ~np.isfinite(local).all((-1, -2))
+    if bad.any():
+        t, j = np.argwhere(bad)[0]
+        where = f" at frame {frames[t]:g}" if frames is not None else ""
+        raise DPoserError(f"Bone '{rig.bone_names[j]}' has an invalid (NaN or infinite) rotation{where}.")
+    return Rotation.from_matrix(local).as_rotvec().reshape(len(basis), -1)
 
 
 def _bone_basis(pose_bone, channelbag, frames: np.ndarray | None) -> np.ndarray:
@@ -110,29 +129,54 @@ def root_rotation(rig: Rig, frames: np.ndarray | None = None) -> np.ndarray | No
     return rig_math.basis_to_smplx(basis[:, None], rest, rig.axes)[:, 0]
 
 
-def _check_finite(rig: Rig, poses: np.ndarray, frames) -> None:
-    bad = ~np.isfinite(poses.reshape(len(poses), 55, 3)).all(-1)
-    if bad.any():
-        t, j = np.argwhere(bad)[0]
-        where = f" at frame {frames[t]:g}" if frames is not None else ""
-        raise DPoserError(f"Bone '{rig.bone_names[j]}' has an invalid (NaN or infinite) rotation{where}.")
+# --- Constraints: the pose on screen (evaluated) can differ from the rotation channels -------------------------
+CONSTRAINT_TOLERANCE_RAD = 1e-3
 
 
-def read_pose(rig: Rig) -> np.ndarray:
-    """The rig's current pose (165,)."""
-    basis = np.concatenate([_bone_basis(pb, None, None) for pb in rig.pose_bones])
-    poses = _to_smplx(rig, basis[None], root_rotation(rig))
-    _check_finite(rig, poses, None)
-    return poses[0]
+def has_constraints(rig: Rig) -> bool:
+    """Any active bone constraint (IK, Copy Rotation, ...): the visual pose may differ from the channels."""
+    return any(c.enabled and c.influence > 0 for pb in rig.object.pose.bones for c in pb.constraints)
+
+
+def _visual_basis(rig: Rig, pose_bones) -> np.ndarray:
+    """The bones' evaluated rotations (constraints included) as basis rotations (n, 3, 3): what Visual Transform
+    would key."""
+    import bpy
+
+    bpy.context.view_layer.update()
+    ob = rig.object
+    local = [ob.convert_space(pose_bone=pb, matrix=pb.matrix, from_space='POSE', to_space='LOCAL').to_3x3()
+             for pb in pose_bones]
+    return rig_math.nearest_rotation(np.array(local))
+
+
+def overridden_joints(rig: Rig, joints) -> list[int]:
+    """The joints among `joints` whose visual rotation differs from their channels: a constraint overrides what
+    a job wrote there."""
+    joints = list(joints)
+    if not joints or not has_constraints(rig):
+        return []
+    pose_bones = [rig.pose_bones[j] for j in joints]
+    channels = np.concatenate([_bone_basis(pb, None, None) for pb in pose_bones])
+    angles = rig_math.rotation_difference(channels, _visual_basis(rig, pose_bones))
+    return [j for j, angle in zip(joints, angles) if angle > CONSTRAINT_TOLERANCE_RAD]
+
+
+def read_pose(rig: Rig, visual: bool = True) -> np.ndarray:
+    """The rig's current pose (165,): as seen on screen (constraints included), or with `visual` False from the
+    rotation channels alone."""
+    if visual and has_constraints(rig):
+        basis = _visual_basis(rig, rig.pose_bones)
+    else:
+        basis = np.concatenate([_bone_basis(pb, None, None) for pb in rig.pose_bones])
+    return _to_smplx(rig, basis[None], root_rotation(rig))[0]
 
 
 def read_track(rig: Rig, frames: np.ndarray) -> np.ndarray:
     """The rig's animated poses at `frames` (T,) from its action's F-curves -> (T, 165)."""
     channelbag = _object_channelbag(rig, frames)
     basis = np.stack([_bone_basis(pb, channelbag, frames) for pb in rig.pose_bones], axis=1)
-    poses = _to_smplx(rig, basis, root_rotation(rig, frames))
-    _check_finite(rig, poses, frames)
-    return poses
+    return _to_smplx(rig, basis, root_rotation(rig, frames), frames)
 
 
 def pose_channels(rig: Rig, poses: np.ndarray, joints, reference_frame: float | None = None,
@@ -146,7 +190,7 @@ def pose_channels(rig: Rig, poses: np.ndarray, joints, reference_frame: float | 
     """
     if frames is not None and len(frames) != len(poses):
         raise ValueError(f"{len(poses)} poses for {len(frames)} frames")
-    local = rig_math.axis_angle_to_matrix(poses.reshape(len(poses), 55, 3))
+    local = Rotation.from_rotvec(poses.reshape(len(poses), 55, 3)).as_matrix()
     root = root_rotation(rig, frames)
     if root is not None:
         local[:, 0] = np.swapaxes(root, -1, -2) @ local[:, 0]

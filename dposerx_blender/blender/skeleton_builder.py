@@ -5,10 +5,11 @@ from __future__ import annotations
 import bmesh
 import bpy
 import numpy as np
+from bpy.props import BoolProperty
 
+from ..core.rig_math import Z_UP_TO_Y_UP
 from ..core.skeleton import BODY_JOINTS, JOINT_NAMES, PARENTS, REST_JOINTS, TIP_OFFSETS
 
-SMPLX_TO_BLENDER = np.array([[1.0, 0, 0], [0, 0, -1], [0, 1, 0]])  # SMPL-X Y-up (x, y, z) -> Z-up (x, -z, y)
 BODY_BONE_LENGTH = 0.1  # the MPI rig's bone length
 SMALL_BONE_LENGTH = 0.02  # fingers, jaw and eyes, so they do not hide each other
 SHAPE_NAME = "DPoser-X Joint"
@@ -29,7 +30,7 @@ def _joint_shape():
 def build_skeleton(context, name: str = "SMPL-X"):
     # Stand on the floor: the lowest toe tip at z = 0.
     tips = [REST_JOINTS[j] + offset for j, offset in TIP_OFFSETS.items()]
-    heads = (REST_JOINTS - np.vstack([REST_JOINTS, tips])[:, 1].min() * np.array([0, 1, 0])) @ SMPLX_TO_BLENDER.T
+    heads = (REST_JOINTS - np.vstack([REST_JOINTS, tips])[:, 1].min() * np.array([0, 1, 0])) @ Z_UP_TO_Y_UP  # to Z-up
     armature = bpy.data.armatures.new(name)
     ob = bpy.data.objects.new(name, armature)
     ob.location = context.scene.cursor.location
@@ -62,6 +63,9 @@ class DPOSERX_OT_add_skeleton(bpy.types.Operator):
     bl_label = "SMPL-X Skeleton"
     bl_options = {'REGISTER', 'UNDO'}
 
+    body: BoolProperty(name="Mannequin Body", default=True,
+                       description="Add a simple skinned mannequin mesh, to judge volume, contact and intersections")
+
     @classmethod
     def poll(cls, context):
         if context.mode != 'OBJECT':
@@ -72,7 +76,11 @@ class DPOSERX_OT_add_skeleton(bpy.types.Operator):
     def execute(self, context):
         for other in context.selected_objects:
             other.select_set(False)
-        build_skeleton(context)
+        ob = build_skeleton(context)
+        if self.body:
+            from . import mannequin, rig_bridge
+
+            mannequin.add_mannequin(rig_bridge.find_rig(ob))
         return {'FINISHED'}
 
 

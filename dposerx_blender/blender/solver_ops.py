@@ -4,30 +4,32 @@ from __future__ import annotations
 
 import bpy
 import numpy as np
+from scipy.spatial.transform import Rotation
 
 from ..core.errors import DPoserError
-from ..core.skeleton import BODY_JOINTS, EYE_JOINTS, JAW_JOINT, LEFT_HAND_JOINTS, RIGHT_HAND_JOINTS
+from ..core.skeleton import NUM_JOINTS, PART_JOINTS
 from . import pose_library, rig_bridge
-from .jobs import JobOperator, Plan
+from .jobs import JobOperator, Plan, WarningReport
 from .locks import locked_mask
 
 HYPOTHESES_KEY = "dposerx_hypotheses"  # object ID property: poses to cycle through without recomputing
 PIN_KEY = "dposerx_pin"  # empty ID property: the name of the bone it pulls
+PIN_RIG_KEY = "dposerx_pin_rig"  # empty ID property: the armature object whose bone it pulls
+EDIT_TOLERANCE_RAD = 1e-3  # a completed bone turned further than this since Complete Pose was edited by hand
+PIN_REACHED_MM = 10.0  # a pin further than this from its bone after solving is reported as not reached
+
+
+def parts(settings) -> tuple[str, ...]:
+    """The chosen parts (core.skeleton.PART_JOINTS names), from the settings' part_<name> toggles."""
+    return tuple(name for name in PART_JOINTS if getattr(settings, f"part_{name}"))
 
 
 def part_mask(settings) -> np.ndarray:
     """(55,) bool, True for the joints of the parts the prior may change (never the global orientation)."""
-    mask = np.zeros(55, dtype=bool)
-    for enabled, joints in ((settings.part_body, BODY_JOINTS),
-                            (settings.part_hands, LEFT_HAND_JOINTS + RIGHT_HAND_JOINTS),
-                            (settings.part_face, (JAW_JOINT,) + EYE_JOINTS)):
-        mask[list(joints)] |= enabled
+    mask = np.zeros(NUM_JOINTS, dtype=bool)
+    for name in parts(settings):
+        mask[list(PART_JOINTS[name])] = True
     return mask
-
-
-def parts(settings) -> tuple[str, ...]:
-    return tuple(name for name, on in (("body", settings.part_body), ("hands", settings.part_hands),
-                                       ("face", settings.part_face)) if on)
 
 
 def free_joints(rig, settings, require_locked: bool) -> np.ndarray:
@@ -40,6 +42,20 @@ def free_joints(rig, settings, require_locked: bool) -> np.ndarray:
     if require_locked and not locked[1:].any():
         raise DPoserError("Lock the bones to keep first (Lock Selected): the prior completes the others.")
     return free
+
+
+def bone_list(rig, joints, shown: int = 5) -> str:
+    names = [rig.bone_names[j] for j in joints]
+    return f"{len(names)} bone(s): {', '.join(names[:shown])}{' ...' if len(names) > shown else ''}"
+
+
+def report_text(rig, written, text: str, notes=()) -> str:
+    """The job's report: a warning when there are `notes` or constraints override bones it wrote (`written`)."""
+    overridden = rig_bridge.overridden_joints(rig, written)
+    if overridden:
+        notes = (*notes, f"constraints override {bone_list(rig, overridden)} (the screen shows the constraint's "
+                         f"result, not the written rotation)")
+    return WarningReport("; ".join((text, *notes))) if notes else text
 
 
 def should_key(context) -> bool:
@@ -72,7 +88,8 @@ class DPOSERX_OT_complete_pose(JobOperator, bpy.types.Operator):
             options = result.hypotheses[0]
             rig.object[HYPOTHESES_KEY] = {"poses": options.tolist(), "index": 0, "joints": np.flatnonzero(free).tolist()}
             rig_bridge.apply_pose(rig, options[0], np.flatnonzero(free), frame)
-            return f"Completed {int(free.sum())} bones; hypothesis 1 of {len(options)}"
+            return report_text(rig, np.flatnonzero(free),
+                               f"Completed {int(free.sum())} bones; hypothesis 1 of {len(options)}")
 
         return Plan(work, apply)
 
@@ -87,24 +104,40 @@ class DPOSERX_OT_cycle_hypothesis(bpy.types.Operator):
 
     @classmethod
     def poll(cls, context):
-        if context.object is None or HYPOTHESES_KEY not in context.object:
+        ob = rig_bridge.armature_of(context.object)
+        if ob is None or HYPOTHESES_KEY not in ob:
             cls.poll_message_set("Run Complete Pose first")
             return False
         return JobOperator.poll.__func__(cls, context)
 
     def execute(self, context):
-        stored = context.object[HYPOTHESES_KEY]
         try:
             rig = rig_bridge.find_rig(context.object)
         except DPoserError as exc:
             self.report({'ERROR'}, str(exc))
             return {'CANCELLED'}
-        options = np.array(stored["poses"])
+        stored = rig.object[HYPOTHESES_KEY]
+        options, joints = np.array(stored["poses"]), list(stored["joints"])
+        edited = edited_joints(rig, options[stored["index"]], joints)
         index = (stored["index"] + self.step) % len(options)
         stored["index"] = index
-        rig_bridge.apply_pose(rig, options[index], list(stored["joints"]), key_frame(context))
-        self.report({'INFO'}, f"Hypothesis {index + 1} of {len(options)}")
+        written = [j for j in joints if j not in edited]
+        rig_bridge.apply_pose(rig, options[index], written, key_frame(context))
+        notes = [f"kept your edits to {bone_list(rig, edited)} (lock them and run Complete Pose to re-solve around "
+                 f"them)"] if edited else []
+        text = report_text(rig, written, f"Hypothesis {index + 1} of {len(options)}", notes)
+        self.report({'WARNING'} if isinstance(text, WarningReport) else {'INFO'}, text)
         return {'FINISHED'}
+
+
+def edited_joints(rig, shown: np.ndarray, joints: list[int]) -> list[int]:
+    """The joints among `joints` whose rotation no longer matches `shown` (165,), the hypothesis last applied:
+    the animator changed them since (by hand, or on another frame of their animation)."""
+    if not joints:
+        return []
+    current = Rotation.from_rotvec(rig_bridge.read_pose(rig, visual=False).reshape(55, 3)[joints])
+    angles = (current.inv() * Rotation.from_rotvec(shown.reshape(55, 3)[joints])).magnitude()
+    return [j for j, angle in zip(joints, angles) if angle > EDIT_TOLERANCE_RAD]
 
 
 class DPOSERX_OT_vary_pose(JobOperator, bpy.types.Operator):
@@ -127,23 +160,26 @@ class DPOSERX_OT_vary_pose(JobOperator, bpy.types.Operator):
 
         def apply(result):
             rig_bridge.apply_pose(rig, result, np.flatnonzero(free), frame)
-            return f"Varied {int(free.sum())} bones"
+            return report_text(rig, np.flatnonzero(free), f"Varied {int(free.sum())} bones")
 
         return Plan(work, apply)
 
 
 def pin_targets(context, rig) -> dict[int, np.ndarray]:
-    """Joint index -> target (3,) in the rig's SMPL-X frame from pin empties and, if asked, the 3D cursor."""
+    """Joint index -> target (3,) in the rig's SMPL-X frame from this rig's pin empties and, if asked, the 3D
+    cursor."""
     index = {name: j for j, name in enumerate(rig.bone_names)}
     targets = {index[ob[PIN_KEY]]: rig_bridge.world_to_smplx(rig, ob.matrix_world.translation)
-               for ob in context.scene.objects if ob.type == 'EMPTY' and ob.get(PIN_KEY) in index}
+               for ob in context.scene.objects
+               if ob.type == 'EMPTY' and ob.get(PIN_RIG_KEY) == rig.object and ob.get(PIN_KEY) in index}
     if context.scene.dposerx.pin_cursor:
         active = context.active_pose_bone
         if active is None or active.name not in index:
             raise DPoserError("Pinning to the 3D cursor needs an active SMPL-X bone (Pose Mode).")
         targets[index[active.name]] = rig_bridge.world_to_smplx(rig, context.scene.cursor.location)
     if not targets:
-        raise DPoserError("No targets: add a pin empty (Add Pin) or pin the active bone to the 3D cursor.")
+        raise DPoserError(f"No targets for '{rig.object.name}': add a pin empty (Add Pin) to its bones or pin the "
+                          f"active bone to the 3D cursor.")
     return targets
 
 
@@ -167,8 +203,13 @@ class DPOSERX_OT_pin_to_target(JobOperator, bpy.types.Operator):
 
         def apply(result):
             rig_bridge.apply_pose(rig, result.pose, np.flatnonzero(free), frame)
+            missed = {j: mm for j, mm in result.residual_mm.items() if mm > PIN_REACHED_MM}
+            notes = ["not reached: " + ", ".join(f"{rig.bone_names[j]} ({mm:.0f} mm away)"
+                                                 for j, mm in sorted(missed.items()))
+                     + " (unlock more bones or move the pin closer)"] if missed else []
             worst = max(result.residual_mm.values(), default=0.0)
-            return f"Pinned {len(targets)} bone(s); largest distance to a target {worst:.0f} mm"
+            return report_text(rig, np.flatnonzero(free), f"Pinned {len(targets)} bone(s); largest distance to a "
+                                                          f"target {worst:.0f} mm", notes)
 
         return Plan(work, apply)
 
@@ -192,6 +233,7 @@ class DPOSERX_OT_add_pin(bpy.types.Operator):
         empty.empty_display_type = 'SPHERE'
         empty.empty_display_size = 0.03
         empty[PIN_KEY] = bone.name
+        empty[PIN_RIG_KEY] = context.object
         empty.location = context.object.matrix_world @ bone.head
         context.collection.objects.link(empty)
         self.report({'INFO'}, f"Move '{empty.name}', then run Pin to Target")
@@ -206,7 +248,7 @@ class DPOSERX_OT_clean_mocap(JobOperator, bpy.types.Operator):
     def plan(self, context):
         settings, scene = context.scene.dposerx, context.scene
         rig = rig_bridge.find_rig(context.object)
-        start, end = settings.frame_start, settings.frame_end
+        start, end = settings.clean_start, settings.clean_end
         if end <= start:
             raise DPoserError(f"The frame range {start}..{end} is empty or reversed: End must be after Start.")
         if not _has_keys(rig.object, start, end):
@@ -267,7 +309,8 @@ class DPOSERX_OT_generate_library(JobOperator, bpy.types.Operator):
         def apply(result):
             notes = []
             if as_assets:
-                assets = pose_library.create_pose_assets(rig, result, range(1, 55), catalog, "DPoser-X pose")
+                assets = pose_library.create_pose_assets(rig, result, np.flatnonzero(free), catalog,
+                                                         "DPoser-X pose")
                 saved = pose_library.ensure_catalog(catalog)
                 notes.append(f"{len(assets)} pose assets in '{catalog}'"
                              + ("" if saved else " (save the file to create the catalog)"))

@@ -12,25 +12,18 @@ from __future__ import annotations
 
 import numpy as np
 
-from .skeleton import BODY_JOINTS, EYE_JOINTS, JAW_JOINT, LEFT_HAND_JOINTS, MIRROR_INDEX, NUM_JOINTS, RIGHT_HAND_JOINTS
+from .skeleton import LEFT_HAND_JOINTS, MIRROR_INDEX, NUM_JOINTS, PARTS
 
 POSE_DIM = 3 * NUM_JOINTS  # 165
-MODEL_PART_JOINTS = {
-    "body": BODY_JOINTS,
-    "left_hand": LEFT_HAND_JOINTS,
-    "right_hand": RIGHT_HAND_JOINTS,
-    "jaw": (JAW_JOINT,),
-    "eyes": EYE_JOINTS,
-}
 MODEL_SLICES: dict[str, slice] = {}
 _start = 0
-for _part, _joints in MODEL_PART_JOINTS.items():
+for _part, _joints in PARTS.items():
     MODEL_SLICES[_part] = slice(_start, _start + 3 * len(_joints))
     _start += 3 * len(_joints)
 MODEL_DIM = _start  # 162
 
 # MODEL_JOINTS[k]: the joint whose rotation fills model entries [3k, 3k + 3].
-MODEL_JOINTS = np.concatenate([np.asarray(j) for j in MODEL_PART_JOINTS.values()])
+MODEL_JOINTS = np.concatenate([np.asarray(j) for j in PARTS.values()])
 _MODEL_FROM_POSE = (3 * MODEL_JOINTS[:, None] + np.arange(3)).reshape(-1)  # (162,) pose-vector indices
 # Reflection x -> -x turns an axis-angle (x, y, z) into (x, -y, -z).
 _REFLECT = np.array([1.0, -1.0, -1.0])

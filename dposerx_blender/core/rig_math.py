@@ -1,8 +1,11 @@
-"""Rotation maths between a Blender armature's bone channels and SMPL-X local rotations, in numpy (float64).
+"""Rotation maths between a Blender armature's bone channels and SMPL-X local rotations, in numpy (float64), and
+the axes changes between them. Plain conversions are scipy's `Rotation`; this module holds what scipy does not:
+Blender's channel layouts, key continuity, and the rest-frame and axes changes.
 
 Blender side: a pose bone stores its rotation in one of three channel layouts (`rotation_mode`):
-quaternion (w, x, y, z), Euler angles in one of six orders (Blender's "XYZ" means R = Rz Ry Rx), or axis-angle
-(angle, x, y, z). SMPL-X side: axis-angle vectors in the SMPL-X frame (+Y up, +X the subject's left, +Z forward).
+quaternion (w, x, y, z), Euler angles in one of six orders (Blender's "XYZ" means R = Rz Ry Rx, scipy's
+extrinsic "xyz"), or axis-angle (angle, x, y, z). SMPL-X side: axis-angle vectors in the SMPL-X frame (+Y up,
++X the subject's left, +Z forward).
 
 The bridge between the two is the rest-frame formula R_smplx = A M R_basis M^T A^T, with M the bone's rest
 orientation in armature space and A the armature -> SMPL-X axes change (see `smplx_axes`).
@@ -10,97 +13,21 @@ No bpy here: the Blender layer passes plain arrays in and out.
 """
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
+from scipy.spatial.transform import Rotation
 
 EULER_ORDERS = ("XYZ", "XZY", "YXZ", "YZX", "ZXY", "ZYX")
 CHANNEL_SIZES = {"QUATERNION": 4, "AXIS_ANGLE": 4, **{order: 3 for order in EULER_ORDERS}}
 _SMALL = 1e-12
 
 
-def axis_angle_to_matrix(axis_angle: np.ndarray) -> np.ndarray:
-    """axis_angle (..., 3) -> rot_mats (..., 3, 3) (Rodrigues)."""
-    return quaternion_to_matrix(axis_angle_to_quaternion(axis_angle))
-
-
-def axis_angle_to_quaternion(axis_angle: np.ndarray) -> np.ndarray:
-    """axis_angle (..., 3) -> quat (..., 4) (w, x, y, z); exact at angle 0."""
-    angle = np.linalg.norm(axis_angle, axis=-1, keepdims=True)
-    # sin(a/2)/a, with its limit 1/2 at a = 0
-    scale = np.where(angle < 1e-8, 0.5 - angle**2 / 48, np.sin(angle / 2) / np.where(angle < 1e-8, 1, angle))
-    return np.concatenate([np.cos(angle / 2), scale * axis_angle], axis=-1)
-
-
-def quaternion_to_axis_angle(quat: np.ndarray) -> np.ndarray:
-    """quat (..., 4), any norm -> axis_angle (..., 3) with angle in [0, pi]."""
-    quat = np.where(quat[..., :1] < 0, -quat, quat)
-    norm_v = np.linalg.norm(quat[..., 1:], axis=-1, keepdims=True)
-    angle = 2 * np.arctan2(norm_v, quat[..., :1])
-    return quat[..., 1:] * np.where(norm_v < _SMALL, 2 / np.maximum(quat[..., :1], _SMALL), angle / np.maximum(norm_v, _SMALL))
-
-
-def quaternion_to_matrix(quat: np.ndarray) -> np.ndarray:
-    """quat (..., 4) (w, x, y, z), normalised here -> rot_mats (..., 3, 3)."""
-    w, x, y, z = np.moveaxis(quat / np.linalg.norm(quat, axis=-1, keepdims=True), -1, 0)
-    rows = (1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
-            2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
-            2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y))
-    return np.stack(rows, axis=-1).reshape(quat.shape[:-1] + (3, 3))
-
-
-def matrix_to_quaternion(rot_mats: np.ndarray) -> np.ndarray:
-    """rot_mats (..., 3, 3) -> quat (..., 4) with w >= 0 (largest-component method, stable for all angles)."""
-    m = rot_mats
-    trace = m[..., 0, 0] + m[..., 1, 1] + m[..., 2, 2]
-    # Four candidate solutions, each accurate when its own leading component is the largest.
-    candidates = np.stack([
-        np.stack([1 + trace, m[..., 2, 1] - m[..., 1, 2], m[..., 0, 2] - m[..., 2, 0], m[..., 1, 0] - m[..., 0, 1]], -1),
-        np.stack([m[..., 2, 1] - m[..., 1, 2], 1 + 2 * m[..., 0, 0] - trace, m[..., 0, 1] + m[..., 1, 0],
-                  m[..., 0, 2] + m[..., 2, 0]], -1),
-        np.stack([m[..., 0, 2] - m[..., 2, 0], m[..., 0, 1] + m[..., 1, 0], 1 + 2 * m[..., 1, 1] - trace,
-                  m[..., 1, 2] + m[..., 2, 1]], -1),
-        np.stack([m[..., 1, 0] - m[..., 0, 1], m[..., 0, 2] + m[..., 2, 0], m[..., 1, 2] + m[..., 2, 1],
-                  1 + 2 * m[..., 2, 2] - trace], -1),
-    ], axis=-2)  # (..., 4, 4)
-    best = np.argmax(np.stack([trace, m[..., 0, 0], m[..., 1, 1], m[..., 2, 2]], -1), axis=-1)
-    quat = np.take_along_axis(candidates, best[..., None, None], axis=-2)[..., 0, :]
-    quat = quat / np.linalg.norm(quat, axis=-1, keepdims=True)
-    return np.where(quat[..., :1] < 0, -quat, quat)
-
-
-def matrix_to_axis_angle(rot_mats: np.ndarray) -> np.ndarray:
-    """rot_mats (..., 3, 3) -> axis_angle (..., 3), angle in [0, pi]."""
-    return quaternion_to_axis_angle(matrix_to_quaternion(rot_mats))
-
-
-def _euler_relabel(order: str) -> tuple[np.ndarray, float]:
-    """Permutation P with R = P^T R' P, R' in XYZ form, and the angle sign (-1 for odd permutations)."""
-    axes = ["XYZ".index(a) for a in order]
-    perm = np.eye(3)[axes]
-    return perm, float(np.linalg.det(perm))
-
-
-def euler_to_matrix(angles: np.ndarray, order: str) -> np.ndarray:
-    """angles (..., 3) in Blender's order (first letter applied first) -> rot_mats (..., 3, 3)."""
-    perm, sign = _euler_relabel(order)
-    a, b, c = np.moveaxis(sign * angles, -1, 0)
-    ca, sa, cb, sb, cc, sc = np.cos(a), np.sin(a), np.cos(b), np.sin(b), np.cos(c), np.sin(c)
-    rows = (cb * cc, sa * sb * cc - ca * sc, ca * sb * cc + sa * sc,
-            cb * sc, sa * sb * sc + ca * cc, ca * sb * sc - sa * cc,
-            -sb, sa * cb, ca * cb)
-    relabelled = np.stack(rows, axis=-1).reshape(angles.shape[:-1] + (3, 3))
-    return perm.T @ relabelled @ perm
-
-
-def matrix_to_euler(rot_mats: np.ndarray, order: str) -> np.ndarray:
-    """rot_mats (..., 3, 3) -> angles (..., 3) in Blender's order, middle angle in [-pi/2, pi/2]."""
-    perm, sign = _euler_relabel(order)
-    m = perm @ rot_mats @ perm.T
-    cos_b = np.hypot(m[..., 0, 0], m[..., 1, 0])
-    b = np.arctan2(-m[..., 2, 0], cos_b)
-    locked = cos_b < 1e-9  # gimbal lock: only a - c (or a + c) is defined; put it all in a
-    a = np.where(locked, np.arctan2(-m[..., 1, 2], m[..., 1, 1]), np.arctan2(m[..., 2, 1], m[..., 2, 2]))
-    c = np.where(locked, 0.0, np.arctan2(m[..., 1, 0], m[..., 0, 0]))
-    return sign * np.stack([a, b, c], axis=-1)
+def rotation_difference(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Angles (radians) of the rotations taking a to b: (..., 3, 3) each -> (...)."""
+    shape = np.broadcast_shapes(a.shape, b.shape)[:-2]
+    relative = np.swapaxes(a, -1, -2) @ b
+    return Rotation.from_matrix(relative.reshape(-1, 3, 3)).magnitude().reshape(shape)
 
 
 def _wrap_near(angles: np.ndarray, reference: np.ndarray) -> np.ndarray:
@@ -116,12 +43,22 @@ def compatible_euler(angles: np.ndarray, reference: np.ndarray) -> np.ndarray:
 
 
 def channels_to_matrix(mode: str, values: np.ndarray) -> np.ndarray:
-    """Bone rotation channels (..., k) in `mode` (QUATERNION, AXIS_ANGLE or an Euler order) -> (..., 3, 3)."""
+    """Bone rotation channels (..., k) in `mode` (QUATERNION, AXIS_ANGLE or an Euler order) -> (..., 3, 3).
+
+    Quaternions of any non-zero length; invalid channels (NaN, infinite, a zero quaternion) give NaN matrices
+    for the caller to report."""
+    values = np.asarray(values, dtype=np.float64)
+    invalid = ~np.isfinite(values).all(-1)
     if mode == "QUATERNION":
-        return quaternion_to_matrix(values)
-    if mode == "AXIS_ANGLE":
-        return quaternion_to_matrix(_axis_angle_channels_to_quaternion(values))
-    return euler_to_matrix(values, mode)
+        invalid |= ~(np.abs(values).max(-1) > 0)
+    values = np.where(invalid[..., None], np.eye(values.shape[-1])[0], values)  # a valid stand-in, NaN after
+    if mode == "QUATERNION":
+        rotation = Rotation.from_quat(values, scalar_first=True)
+    elif mode == "AXIS_ANGLE":
+        rotation = Rotation.from_quat(_axis_angle_channels_to_quaternion(values), scalar_first=True)
+    else:
+        rotation = Rotation.from_euler(mode.lower(), values)
+    return np.where(invalid[..., None, None], np.nan, rotation.as_matrix())
 
 
 def matrix_to_channels(mode: str, rot_mats: np.ndarray, reference: np.ndarray | None = None) -> np.ndarray:
@@ -131,8 +68,11 @@ def matrix_to_channels(mode: str, rot_mats: np.ndarray, reference: np.ndarray | 
     sample (the first follows `reference` (..., k) when given, else w >= 0), Euler triples stay compatible with
     the previous one, and axis-angle follows the continuous quaternion.
     """
+    rotation = Rotation.from_matrix(rot_mats)
     if mode in EULER_ORDERS:
-        angles = matrix_to_euler(rot_mats, mode)
+        with warnings.catch_warnings():  # gimbal lock: scipy puts the whole turn in the first angle, as we want
+            warnings.filterwarnings("ignore", "Gimbal lock detected", UserWarning)
+            angles = rotation.as_euler(mode.lower())
         previous = reference
         for t in range(len(angles)):
             if previous is not None:
@@ -141,7 +81,7 @@ def matrix_to_channels(mode: str, rot_mats: np.ndarray, reference: np.ndarray | 
         return angles
     if reference is not None and mode == "AXIS_ANGLE":
         reference = _axis_angle_channels_to_quaternion(reference)
-    quats = make_continuous(matrix_to_quaternion(rot_mats), reference)
+    quats = make_quaternions_continuous(rotation.as_quat(canonical=True, scalar_first=True), reference)
     if mode == "QUATERNION":
         return quats
     norm_v = np.linalg.norm(quats[..., 1:], axis=-1, keepdims=True)
@@ -157,8 +97,9 @@ def _axis_angle_channels_to_quaternion(axis_angle_channels: np.ndarray) -> np.nd
     return np.concatenate([np.cos(angle / 2), np.sin(angle / 2) * axis], axis=-1)
 
 
-def make_continuous(quats: np.ndarray, reference: np.ndarray | None = None) -> np.ndarray:
-    """quats (T, ..., 4) -> same rotations with dot(q_t, q_{t-1}) >= 0 (q_0 against `reference` if given)."""
+def make_quaternions_continuous(quats: np.ndarray, reference: np.ndarray | None = None) -> np.ndarray:
+    """quats (T, ..., 4) -> the same rotations with dot(q_t, q_{t-1}) >= 0 (q_0 against `reference` (..., 4) if
+    given), so that component-wise interpolation and filtering take the short path."""
     if not len(quats):
         return quats.copy()
     first = np.zeros(quats.shape[1:-1], bool) if reference is None else (quats[0] * reference).sum(-1) < 0
@@ -190,6 +131,11 @@ def smplx_axes(left: np.ndarray, up: np.ndarray) -> np.ndarray:
     if abs(x @ y) > 0.5:
         raise ValueError("the rig's left and up directions point along the same axis")
     return np.stack([x, y, np.cross(x, y)])
+
+
+# The one Z-up <-> Y-up change: Blender's world and AMASS files are Z-up, the subject facing -Y (left +X); SMPL-X's
+# frame is Y-up (the transpose goes back). Exact: (x, y, z) -> (x, z, -y), -90 degrees about X.
+Z_UP_TO_Y_UP = smplx_axes(left=(1, 0, 0), up=(0, 0, 1))
 
 
 def basis_to_smplx(basis: np.ndarray, rest: np.ndarray, axes: np.ndarray) -> np.ndarray:

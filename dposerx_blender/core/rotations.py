@@ -1,4 +1,6 @@
-"""Batched rotation conversions in torch: axis-angle, matrix, quaternion (w, x, y, z) and 6D.
+"""Batched rotation conversions in torch: axis-angle, matrix, quaternion (w, x, y, z) and 6D, for the code that
+needs gradients or runs on the prior's tensors (forward kinematics, the tasks, training). Plain numpy code uses
+scipy's `Rotation` instead (core.rig_math adds Blender's channel layouts); tests compare the two.
 
 Every function accepts any leading batch shape and keeps the input's dtype and device; values and
 gradients stay finite at angle 0, where the naive formulas divide by zero.
@@ -176,13 +178,3 @@ def quaternion_slerp(q0: Tensor, q1: Tensor, weight: Tensor | float) -> Tensor:
     w1 = torch.where(close, weight, torch.sin(weight * angle) / sin_angle)
     return torch.nn.functional.normalize(w0 * q0 + w1 * q1, dim=-1)
 
-
-def make_quaternions_continuous(quat: Tensor) -> Tensor:
-    """Flip signs along dim 0 so consecutive quaternions have non-negative dot products.
-
-    quat (T, ..., 4) -> quat (T, ..., 4), the same rotations
-    """
-    dots = (quat[1:] * quat[:-1]).sum(-1, keepdim=True)
-    steps = torch.where(dots < 0, -1.0, 1.0).to(quat.dtype)
-    signs = torch.cumprod(torch.cat([torch.ones_like(quat[:1, ..., :1]), steps], dim=0), dim=0)
-    return signs * quat

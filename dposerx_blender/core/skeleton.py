@@ -51,6 +51,7 @@ JAW_JOINT = JOINT_INDEX["jaw"]
 EYE_JOINTS = (JOINT_INDEX["left_eye_smplhf"], JOINT_INDEX["right_eye_smplhf"])
 LEFT_HAND_JOINTS = tuple(range(25, 40))
 RIGHT_HAND_JOINTS = tuple(range(40, 55))
+# The one part -> joints table, in the model vector's order (core.layout slices it in this order).
 PARTS = {
     "body": BODY_JOINTS,
     "left_hand": LEFT_HAND_JOINTS,
@@ -58,6 +59,9 @@ PARTS = {
     "jaw": (JAW_JOINT,),
     "eyes": EYE_JOINTS,
 }
+# The parts a user switches on and off (tasks.generate's `parts`, the panel's toggles), as unions of PARTS.
+PART_JOINTS = {"body": PARTS["body"], "hands": PARTS["left_hand"] + PARTS["right_hand"],
+               "face": PARTS["jaw"] + PARTS["eyes"]}
 
 
 def _joints(*names: str) -> tuple[int, ...]:

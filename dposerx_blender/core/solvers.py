@@ -1,13 +1,14 @@
 """Solvers over a noise predictor `eps_model(x, t)` in normalised pose space (k-diffusion style: small functions
 over one contract; the pose-space tasks in `tasks.py` build on them).
 
-- `optimize`: DPoser's variational diffusion sampling (paper Alg. 1, Eq. 5-7): Adam on the pose with task
-  terms and the DPoser regulariser, one network forward per step, no backpropagation through the network,
-  the truncated timestep schedule (Eq. 11). Every optimisation task is this loop with its own `Schedule`.
+- `optimize`: DPoser's variational diffusion sampling (paper Alg. 1, Eq. 5-7): Adam on the pose over named
+  energy terms, the truncated timestep schedule (Eq. 11). Every optimisation task is this loop with its own
+  terms and `Schedule`; the DPoser regulariser is the term `dposer_term` builds (one network forward per step,
+  no backpropagation through the network), and a baseline prior is just another term.
 - `complete`: pose completion (reference code `DPoserComp.optimize`) on top of `optimize`.
-- `sample`: generation by the reverse SDE (Euler-Maruyama, the paper's sampler) or few-step DDIM, from t = 1
-  (generation) or from a partly noised pose (SDEdit-style variation), optionally conditioned on known
-  dimensions by replacement.
+- `sample_euler_maruyama`, `sample_ddim`: generation by the reverse SDE (the paper's sampler) or few-step DDIM,
+  from t = 1 (generation) or from a partly noised pose (SDEdit-style variation), optionally conditioned on
+  known dimensions by replacement; `SAMPLERS` names them.
 - `prior_energy`: the plausibility score used to rank hypotheses.
 
 Energies follow one convention: per-row values summed over the batch (rows are poses or frames), so a
@@ -16,7 +17,7 @@ frame's gradient does not depend on how many other frames share its batch.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 import torch
@@ -29,27 +30,41 @@ Progress = Callable[[int, int], None]  # (done, total); may raise errors.Cancell
 
 
 @dataclass(frozen=True)
+class Step:
+    """Where `optimize` is: its round, the global step index (from 0) and the step's diffusion time t.
+    `shared` lets the terms of one step share work (e.g. one forward kinematics pass)."""
+
+    round: int
+    index: int
+    t: float
+    shared: dict = field(default_factory=dict)
+
+
+Term = Callable[[torch.Tensor, Step], torch.Tensor]  # x (B, D), step -> per-row energy (B,)
+
+
+@dataclass(frozen=True)
 class Schedule:
     """One optimisation task: `rounds` outer iterations of `steps` Adam steps, t falling from t_max to t_min in
-    each round; term weights per round. `prior_weighting` "completion" is 0.5 sqrt(1 + alpha/sigma) averaged
-    over dimensions, "constant" is 0.5 summed over dimensions (the reference code's two choices)."""
+    each round; `weights` {term name: weight per round}, "prior" being the DPoser regulariser's (or a baseline
+    prior's). A term whose weight is 0 in a round is not evaluated in it."""
 
     rounds: int
     steps: int
     t_max: float
     t_min: float
     lr: float
-    prior: tuple[float, ...]
-    data: tuple[float, ...]
-    smooth: tuple[float, ...] = ()
-    stay: tuple[float, ...] = ()
-    prior_weighting: str = "completion"
+    weights: dict[str, tuple[float, ...]]
     lr_decay: float = 1.0  # the learning rate of round r is lr * lr_decay**r
+
+    def reweighted(self, change: Callable[[float], float], *names: str) -> "Schedule":
+        """The schedule with the weights of the named terms (those it has) passed through `change`."""
+        return replace(self, weights={name: tuple(change(w) for w in weights) if name in names else weights
+                                      for name, weights in self.weights.items()})
 
     def with_strength(self, strength: float) -> "Schedule":
         """The prior (and smoothness) pull scaled by `strength` (1 = the tuned schedule, 0 = data only)."""
-        return replace(self, prior=tuple(w * strength for w in self.prior),
-                       smooth=tuple(w * strength for w in self.smooth))
+        return self.reweighted(lambda w: w * strength, "prior", "smooth")
 
     @property
     def total_steps(self) -> int:
@@ -59,17 +74,20 @@ class Schedule:
 # Each task's schedule and weights, in one place.
 SCHEDULES = {
     # Paper sec. 4.4: 2 x 100 steps, lr 0.1, t 0.15 -> 0.05, data 100/(1+it), prior 0.1 (1+it).
-    "complete": Schedule(rounds=2, steps=100, t_max=0.15, t_min=0.05, lr=0.1, prior=(0.1, 0.2), data=(100.0, 50.0)),
+    "complete": Schedule(rounds=2, steps=100, t_max=0.15, t_min=0.05, lr=0.1,
+                         weights={"data": (100.0, 50.0), "prior": (0.1, 0.2)}),
     # Paper sec. 4.5 (40 mm setting): 3 x 60 steps, lr 0.03, t 0.25 -> 0.05, data 100/(1+it^2),
-    # smoothness 10 (1+it), prior 0.1 (1+it); data and smoothness are joint-position L2 norms in metres.
-    "denoise": Schedule(rounds=3, steps=60, t_max=0.25, t_min=0.05, lr=0.03, prior=(0.1, 0.2, 0.3),
-                        data=(100.0, 50.0, 20.0), smooth=(10.0, 20.0, 30.0), prior_weighting="constant"),
+    # smoothness 10 (1+it), prior 0.1 (1+it) ("constant" weighting); data and smoothness are joint-position L2
+    # norms in metres.
+    "denoise": Schedule(rounds=3, steps=60, t_max=0.25, t_min=0.05, lr=0.03,
+                        weights={"data": (100.0, 50.0, 20.0), "smooth": (10.0, 20.0, 30.0), "prior": (0.1, 0.2, 0.3)}),
     # Position pins, after the paper's IK (sec. 4.7: t 0.2 -> 0.05, data up and prior down per round), with a
     # last prior-free round so pins are reached to the millimetre, and a pull towards the starting pose so
     # joints the pins do not need stay where the animator put them. Squared distances in metres.
     # The learning rate falls per round: Adam's step size, not the weights, limits the final precision.
-    "pins": Schedule(rounds=4, steps=60, t_max=0.2, t_min=0.05, lr=0.05, prior=(0.1, 0.05, 0.02, 0.0),
-                     data=(1e4, 3e4, 1e5, 3e5), stay=(0.01, 0.01, 0.01, 0.01), lr_decay=0.3),
+    "pins": Schedule(rounds=4, steps=60, t_max=0.2, t_min=0.05, lr=0.05, lr_decay=0.3,
+                     weights={"data": (1e4, 3e4, 1e5, 3e5), "stay": (0.01, 0.01, 0.01, 0.01),
+                              "prior": (0.1, 0.05, 0.02, 0.0)}),
 }
 
 
@@ -78,7 +96,8 @@ def dposer_loss(eps_model: EpsModel, x: torch.Tensor, t: float, weighting: str,
     """The DPoser regulariser w_t ||x - stopgrad(x0_hat(x_t, t))||^2 per row: x (B, D) -> (B,).
 
     weighting "completion": 0.5 sqrt(1 + alpha/sigma), mean over dimensions; "constant": 0.5, sum over
-    dimensions. noise (B, D): the z of x_t = alpha x + sigma z (default: drawn from `generator`).
+    dimensions (the reference code's two choices). noise (B, D): the z of x_t = alpha x + sigma z (default:
+    drawn from `generator`).
     """
     t_batch = torch.full((x.shape[0],), t, device=x.device, dtype=x.dtype)
     alpha, sigma = alpha_sigma(t_batch)
@@ -95,39 +114,67 @@ def dposer_loss(eps_model: EpsModel, x: torch.Tensor, t: float, weighting: str,
     raise ValueError(f"unknown prior weighting '{weighting}'")
 
 
-def optimize(eps_model: EpsModel, x: torch.Tensor, energy: Callable[[torch.Tensor, int], dict], schedule: Schedule,
-             free: torch.Tensor | None = None, noise: Callable[[int], torch.Tensor] | None = None,
-             generator: torch.Generator | None = None, progress: Progress | None = None) -> torch.Tensor:
-    """Minimise sum_terms weight * energy + prior weight * DPoser regulariser over x (B, D) by Adam.
+def dposer_term(eps_model: EpsModel, weighting: str = "completion", noise: Callable[[int], torch.Tensor] | None = None,
+                generator: torch.Generator | None = None) -> Term:
+    """The DPoser regulariser as a term (`dposer_loss` at the step's t). noise(step index) -> (B, D): its noise
+    at a global step (default: fresh draws from `generator`)."""
+    def term(x, step):
+        return dposer_loss(eps_model, x, step.t, weighting, None if noise is None else noise(step.index), generator)
+    return term
 
-    energy(x, round) -> {term name: per-row values}, names among the schedule's weights ("data", "smooth",
-    "stay"). free (B, D) bool: the entries Adam may move (default all); the others stay bit-exact. noise(step)
-    -> (B, D): the regulariser's noise at a global step (default: fresh draws from `generator`).
+
+def optimize(x: torch.Tensor, terms: dict[str, Term], schedule: Schedule, free: torch.Tensor | None = None,
+             progress: Progress | None = None) -> torch.Tensor:
+    """Minimise sum over terms of weight * term(x, step).sum() over x (B, D) by Adam, the weights per round from
+    `schedule.weights` (which must name every term). free (B, D) bool: the entries Adam may move (default
+    all); the others stay bit-exact.
     """
+    unweighted = set(terms) - set(schedule.weights)
+    if unweighted:
+        raise ValueError(f"the schedule has no weights for the terms {sorted(unweighted)}")
     start = x.detach()
     x = start.clone().requires_grad_(True)
     optimizer = torch.optim.Adam([x], lr=schedule.lr, betas=(0.9, 0.99))
-    step = 0
+    index = 0
     for round_index in range(schedule.rounds):
         for group in optimizer.param_groups:
             group["lr"] = schedule.lr * schedule.lr_decay**round_index
         for t in truncated_schedule(schedule.steps, schedule.t_max, schedule.t_min).tolist():
-            terms = energy(x, round_index)
-            loss = sum(getattr(schedule, name)[round_index] * value.sum() for name, value in terms.items())
-            prior_weight = schedule.prior[round_index]
-            if prior_weight:
-                z = noise(step) if noise is not None else None
-                loss = loss + prior_weight * dposer_loss(eps_model, x, t, schedule.prior_weighting, z,
-                                                         generator).sum()
+            step = Step(round_index, index, t)
+            loss = sum(schedule.weights[name][round_index] * term(x, step).sum() for name, term in terms.items()
+                       if schedule.weights[name][round_index])
             optimizer.zero_grad()
             loss.backward()
             if free is not None:
                 x.grad.mul_(free)
             optimizer.step()
-            step += 1
+            index += 1
             if progress is not None:
-                progress(step, schedule.total_steps)
+                progress(index, schedule.total_steps)
     return x.detach() if free is None else torch.where(free, x.detach(), start)
+
+
+def completion_start(observed: torch.Tensor, mask: torch.Tensor, hypotheses: int,
+                     generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Rows of a completion, `hypotheses` per pose: observed (B, D) and mask (B, D) repeated -> (obs, keep, start)
+    each (B * hypotheses, D), start = the observed values, N(0, 1) noise in the occluded dimensions (each
+    hypothesis its own draw, as in the reference code)."""
+    batch, dim = observed.shape
+    obs = observed[:, None].expand(batch, hypotheses, dim).reshape(-1, dim)
+    keep = mask[:, None].expand(batch, hypotheses, dim).reshape(-1, dim)
+    noise = torch.randn(obs.shape, generator=generator, device=obs.device, dtype=obs.dtype)
+    return obs, keep, torch.where(keep, obs, noise)
+
+
+def completion_data(obs: torch.Tensor, keep: torch.Tensor) -> Term:
+    """The completion data term: the reference code's MSE over all entries, as a per-row share."""
+    return lambda x, _step: ((x - obs) ** 2 * keep).sum(1) / keep.numel()
+
+
+def per_row_prior(schedule: Schedule, rows: int) -> Schedule:
+    """The reference code averages its terms over the batch; `optimize` sums per-row terms. Dividing the prior's
+    per-row means by the number of rows too keeps the paper's balance between the data and prior terms."""
+    return schedule.reweighted(lambda w: w / rows, "prior")
 
 
 def complete(eps_model: EpsModel, observed: torch.Tensor, mask: torch.Tensor, hypotheses: int = 10,
@@ -137,22 +184,13 @@ def complete(eps_model: EpsModel, observed: torch.Tensor, mask: torch.Tensor, hy
 
     observed (B, D) normalised poses (values where mask is False are ignored), mask (B, D) bool, True =
     observed -> (B, hypotheses, D); observed dimensions are returned exactly. As in the reference code, the
-    occluded dimensions start from N(0, 1) noise (each hypothesis its own), every dimension is optimised with
-    a data term on the observed ones, and the observed ones are reset at the end.
+    occluded dimensions start from N(0, 1) noise (`completion_start`), every dimension is optimised with a data
+    term on the observed ones, and the observed ones are reset at the end.
     """
     batch, dim = observed.shape
-    obs = observed[:, None].expand(batch, hypotheses, dim).reshape(-1, dim)
-    keep = mask[:, None].expand(batch, hypotheses, dim).reshape(-1, dim)
-    noise = torch.randn(obs.shape, generator=generator, device=obs.device, dtype=obs.dtype)
-    start = torch.where(keep, obs, noise)
-
-    def energy(x, _round):  # the reference code's MSE over all entries, as a per-row share
-        return {"data": ((x - obs) ** 2 * keep).sum(1) / keep.numel()}
-
-    # The reference code averages its terms over the batch; `optimize` sums per-row terms. Dividing the
-    # regulariser's per-row means by the batch size too keeps the paper's balance between the two terms.
-    scaled = replace(schedule, prior=tuple(w / obs.shape[0] for w in schedule.prior))
-    x = optimize(eps_model, start, energy, scaled, generator=generator, progress=progress)
+    obs, keep, start = completion_start(observed, mask, hypotheses, generator)
+    terms = {"data": completion_data(obs, keep), "prior": dposer_term(eps_model, generator=generator)}
+    x = optimize(start, terms, per_row_prior(schedule, len(obs)), progress=progress)
     return torch.where(keep, obs, x).reshape(batch, hypotheses, dim)
 
 
@@ -179,8 +217,8 @@ def sample_completion(masked_model, observed: torch.Tensor, mask: torch.Tensor, 
     def eps_model(x, t):
         return masked_model(x, t, known, known_mask)
 
-    x0 = sample(eps_model, x, steps=steps, method="ddim", known=known, known_mask=known_mask,
-                temperature=temperature, eta=eta, generator=generator, progress=progress)
+    x0 = sample_ddim(eps_model, x, steps=steps, known=known, known_mask=known_mask, temperature=temperature, eta=eta,
+                     generator=generator, progress=progress)
     return torch.where(known_mask, known, x0).reshape(batch, hypotheses, dim)
 
 
@@ -231,59 +269,71 @@ def prior_energy(eps_model: EpsModel, x: torch.Tensor, times: tuple[float, ...] 
 
 
 @torch.no_grad()
-def sample(eps_model: EpsModel, x: torch.Tensor, t_start: float = 1.0, steps: int = 1000,
-           method: str = "euler_maruyama", t_end: float = 1e-3, known: torch.Tensor | None = None,
-           known_mask: torch.Tensor | None = None, temperature: float = 1.0, eta: float = 1.0,
-           generator: torch.Generator | None = None, progress: Progress | None = None) -> torch.Tensor:
-    """Run the reverse process from x (B, D) at t_start down to t_end; returns the clean estimate (B, D).
+def sample_euler_maruyama(eps_model: EpsModel, x: torch.Tensor, t_start: float = 1.0, steps: int = 1000,
+                          t_end: float = 1e-3, known: torch.Tensor | None = None,
+                          known_mask: torch.Tensor | None = None, temperature: float = 1.0,
+                          generator: torch.Generator | None = None, progress: Progress | None = None) -> torch.Tensor:
+    """The reverse sub-VP SDE from x (B, D) at t_start down to t_end, dt = -t_start/steps (paper: 1000 steps
+    from t = 1); returns the last step's noise-free mean (B, D).
 
-    method "euler_maruyama": the reverse sub-VP SDE, dt = -t_start/steps (paper: 1000 steps from t = 1,
-    returning the noise-free mean); "ddim": DDIM steps on the marginals (alpha_t, sigma_t), one network call per
-    step (the paper's DPoser* uses 10 deterministic ones). eta is the share of the next noise level drawn
-    fresh instead of reusing the predicted noise: 0 is deterministic DDIM, 1 re-noises the clean estimate.
-    On our weights deterministic DDIM drifts into implausible finger angles (docs/api.md has the numbers), so
-    the default is 1. known (B, D) with known_mask (B, D) bool: those entries are conditioned on by
-    replacement (the clean estimate's known entries are set to `known` before each step; Euler-Maruyama
-    re-noises them to the next time) and are returned exactly. temperature scales the fresh noise of each step
-    (the caller scales the starting noise): < 1 trades diversity for typicality.
+    known (B, D) with known_mask (B, D) bool: those entries are conditioned on by replacement (re-noised to the
+    next time after each step) and are returned exactly. temperature scales the fresh noise of each step (the
+    caller scales the starting noise): < 1 trades diversity for typicality.
     """
     batch = x.shape[0]
-    if method == "euler_maruyama":
-        times = torch.linspace(t_start, t_end, steps, device=x.device)
-        dt = -t_start / steps
-        x_mean = x
-        for i, t in enumerate(times):
-            t_batch = t.expand(batch)
-            drift, diffusion = drift_and_diffusion(x, t_batch)
-            eps = eps_model(x, t_batch)
-            _, sigma = alpha_sigma(t_batch)
-            x_mean = x + (drift + diffusion[:, None] ** 2 * eps / sigma[:, None]) * dt
+    times = torch.linspace(t_start, t_end, steps, device=x.device)
+    dt = -t_start / steps
+    x_mean = x
+    for i, t in enumerate(times):
+        t_batch = t.expand(batch)
+        drift, diffusion = drift_and_diffusion(x, t_batch)
+        eps = eps_model(x, t_batch)
+        _, sigma = alpha_sigma(t_batch)
+        x_mean = x + (drift + diffusion[:, None] ** 2 * eps / sigma[:, None]) * dt
+        z = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+        x = x_mean + temperature * diffusion[:, None] * math.sqrt(-dt) * z
+        if known is not None:
+            alpha_n, sigma_n = alpha_sigma(times[min(i + 1, steps - 1)].expand(batch))
             z = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-            x = x_mean + temperature * diffusion[:, None] * math.sqrt(-dt) * z
-            if known is not None:
-                alpha_n, sigma_n = alpha_sigma(times[min(i + 1, steps - 1)].expand(batch))
-                z = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-                x = torch.where(known_mask, alpha_n[:, None] * known + sigma_n[:, None] * z, x)
-                x_mean = torch.where(known_mask, known, x_mean)
-            if progress is not None:
-                progress(i + 1, steps)
-        return x_mean
-    if method == "ddim":
-        times = torch.linspace(t_start, t_end, steps + 1, device=x.device)
-        for i in range(steps):
-            t, t_next = times[i].expand(batch), times[i + 1].expand(batch)
-            alpha, sigma = alpha_sigma(t)
-            x0 = denoised(x, eps_model(x, t), t)
-            if known is not None:
-                x0 = torch.where(known_mask, known, x0)
-            eps = (x - alpha[:, None] * x0) / sigma[:, None]
-            alpha_n, sigma_n = alpha_sigma(t_next)
-            fresh = eta * sigma_n[:, None]
-            x = alpha_n[:, None] * x0 + torch.sqrt(sigma_n[:, None] ** 2 - fresh**2) * eps
-            if eta:
-                z = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-                x = x + temperature * fresh * z
-            if progress is not None:
-                progress(i + 1, steps)
-        return x0
-    raise ValueError(f"unknown sampler '{method}' (euler_maruyama or ddim)")
+            x = torch.where(known_mask, alpha_n[:, None] * known + sigma_n[:, None] * z, x)
+            x_mean = torch.where(known_mask, known, x_mean)
+        if progress is not None:
+            progress(i + 1, steps)
+    return x_mean
+
+
+@torch.no_grad()
+def sample_ddim(eps_model: EpsModel, x: torch.Tensor, t_start: float = 1.0, steps: int = 10, t_end: float = 1e-3,
+                known: torch.Tensor | None = None, known_mask: torch.Tensor | None = None, temperature: float = 1.0,
+                eta: float = 1.0, generator: torch.Generator | None = None,
+                progress: Progress | None = None) -> torch.Tensor:
+    """DDIM steps on the marginals (alpha_t, sigma_t) from x (B, D) at t_start down to t_end, one network call
+    per step (the paper's DPoser* uses 10 deterministic ones); returns the last clean estimate (B, D).
+
+    eta is the share of the next noise level drawn fresh instead of reusing the predicted noise: 0 is
+    deterministic DDIM, 1 re-noises the clean estimate. On our weights deterministic DDIM drifts into
+    implausible finger angles (docs/api.md has the numbers), so the default is 1. known, known_mask and
+    temperature as in `sample_euler_maruyama` (the clean estimate's known entries are set to `known` before
+    each step).
+    """
+    batch = x.shape[0]
+    times = torch.linspace(t_start, t_end, steps + 1, device=x.device)
+    for i in range(steps):
+        t, t_next = times[i].expand(batch), times[i + 1].expand(batch)
+        alpha, sigma = alpha_sigma(t)
+        x0 = denoised(x, eps_model(x, t), t)
+        if known is not None:
+            x0 = torch.where(known_mask, known, x0)
+        eps = (x - alpha[:, None] * x0) / sigma[:, None]
+        alpha_n, sigma_n = alpha_sigma(t_next)
+        fresh = eta * sigma_n[:, None]
+        x = alpha_n[:, None] * x0 + torch.sqrt(sigma_n[:, None] ** 2 - fresh**2) * eps
+        if eta:
+            z = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+            x = x + temperature * fresh * z
+        if progress is not None:
+            progress(i + 1, steps)
+    return x0
+
+
+SAMPLERS = {"ddim": sample_ddim, "euler_maruyama": sample_euler_maruyama}

@@ -9,23 +9,20 @@ and deterministic for a given seed, takes an optional `progress(done, total)` ca
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import torch
 
+from . import solvers
 from .errors import DPoserError
 from .layout import MODEL_DIM, POSE_DIM, joint_mask_to_model_mask, model_to_pose, pose_to_model
 from .rotations import axis_angle_to_matrix, axis_angle_to_quaternion, quaternion_to_axis_angle
-from .skeleton import (BODY_JOINTS, EYE_JOINTS, JAW_JOINT, JOINT_NAMES, LEFT_HAND_JOINTS, NUM_JOINTS, PARENTS,
-                       RIGHT_HAND_JOINTS, forward_kinematics)
-from .solvers import (SAMPLED_COMPLETION, SCHEDULES, Progress, complete as complete_normalised, complete_by_sampling,
-                      optimize, prior_energy, sample)
+from .skeleton import JOINT_NAMES, NUM_JOINTS, PARENTS, PART_JOINTS, forward_kinematics
+from .solvers import (SAMPLED_COMPLETION, SAMPLERS, SCHEDULES, Progress, Schedule, complete_by_sampling, dposer_term,
+                      optimize, prior_energy, sample_ddim)
 from .sde import alpha_sigma
 
-# The parts a user can switch on and off (the face is jaw + eyes).
-PART_JOINTS = {"body": BODY_JOINTS, "hands": LEFT_HAND_JOINTS + RIGHT_HAND_JOINTS,
-               "face": (JAW_JOINT,) + EYE_JOINTS}
-SAMPLERS = ("ddim", "euler_maruyama")
 _NOISE_PERIOD = 997  # frames: denoising noise is indexed by frame number modulo this (chunk-independent)
 
 
@@ -72,10 +69,14 @@ def _joint_mask(mask, rows: int, name: str = "mask") -> np.ndarray:
     return np.broadcast_to(array, (rows, NUM_JOINTS)).copy()
 
 
-def _seed(seed) -> torch.Generator:
+def _checked_seed(seed) -> int:
     if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool):
         raise DPoserError(f"seed must be an integer, got {seed!r}")
-    return torch.Generator().manual_seed(int(seed))
+    return int(seed)
+
+
+def _generator(seed) -> torch.Generator:
+    return torch.Generator().manual_seed(_checked_seed(seed))
 
 
 def _positive(value, name: str, integer: bool = False):
@@ -125,7 +126,8 @@ COMPLETION_METHODS = ("sampling", "optimisation")
 
 
 def complete(prior, pose, observed, hypotheses: int = 10, seed: int = 0, strength: float = 1.0,
-             method: str | None = None, progress: Progress | None = None) -> Completion:
+             method: str | None = None, progress: Progress | None = None,
+             schedule: Schedule | None = None) -> Completion:
     """Complete every unobserved joint, `hypotheses` per pose, ranked by prior energy (most plausible first).
 
     method "sampling": the mask-reading body network samples the missing body joints given the observed ones
@@ -133,6 +135,7 @@ def complete(prior, pose, observed, hypotheses: int = 10, seed: int = 0, strengt
     more varied ones); "optimisation": DPoser's variational completion with the paper's schedule (strength
     scales the prior's pull). None: sampling when the weights have a mask-reading body network. Either way,
     joints outside the body (hands, face) are completed by the optimisation, around the completed body.
+    `schedule`: the optimisation's, with "data" and "prior" weights (default: looked up in SCHEDULES at the call).
 
     >>> result = complete(prior, pose, observed=mask, hypotheses=10, seed=0)   # pose (165,), mask (55,)
     >>> result.poses[0], result.hypotheses[0, 1]                               # best, second best
@@ -146,13 +149,13 @@ def complete(prior, pose, observed, hypotheses: int = 10, seed: int = 0, strengt
         raise DPoserError(f"unknown completion method '{method}' (choose {' or '.join(COMPLETION_METHODS)})")
     if method == "sampling" and prior.masked_body is None:
         raise DPoserError("these weights have no mask-reading body network: use method 'optimisation'")
-    generator = _seed(seed)
+    schedule = (schedule or SCHEDULES["complete"]).with_strength(strength)
+    generator = _generator(seed)
     with torch.no_grad():
         x = _normalised(prior, poses)
     model_mask = _model_mask(mask)
-    schedule = SCHEDULES["complete"].with_strength(strength)
     if method == "optimisation":
-        completed = complete_normalised(prior.model, x, model_mask, hypotheses, schedule, generator, progress)
+        completed = solvers.complete(prior.model, x, model_mask, hypotheses, schedule, generator, progress)
     else:
         temperature = SAMPLED_COMPLETION["temperature"] * 2.0 ** (1.0 - strength)
         completed = complete_by_sampling(prior.masked_body, prior.model, x, model_mask, hypotheses, temperature,
@@ -167,14 +170,15 @@ def complete(prior, pose, observed, hypotheses: int = 10, seed: int = 0, strengt
 
 def denoise_track(prior, track, locked=None, fps: float = 30.0, strength: float = 1.0, seed: int = 0,
                   chunk: int = 120, overlap: int = 16, frames_per_batch: int = 2048,
-                  progress: Progress | None = None) -> np.ndarray:
+                  progress: Progress | None = None, schedule: Schedule | None = None) -> np.ndarray:
     """Clean a noisy motion (T, 165): per-frame prior + joint-position data term + temporal smoothness (DPoser's
     motion denoising, whole body, joint and finger-tip positions through FK on the default skeleton).
 
     Runs in windows of `chunk` frames overlapping by `overlap`, `frames_per_batch` frames at a time (bounded
     memory for any length), cross-faded in the overlaps. The regulariser's noise is indexed by absolute frame
     number, so a frame's result does not depend on how the track is cut. Locked joints come back bit-exact.
-    strength scales the prior and smoothness (1 = tuned, 0 = no change beyond the data term).
+    strength scales the prior and smoothness (1 = tuned, 0 = no change beyond the data term). `schedule`: with
+    "data", "smooth" and "prior" weights (default: looked up in SCHEDULES at the call).
     """
     poses, _ = _poses(track, "track")
     locked_mask = _joint_mask(locked, 1, "locked")[0]
@@ -182,8 +186,8 @@ def denoise_track(prior, track, locked=None, fps: float = 30.0, strength: float 
     _positive(chunk, "chunk", integer=True)
     if not 0 <= overlap < chunk / 2:
         raise DPoserError(f"overlap must be at least 0 and under half the chunk ({chunk}), got {overlap}")
-    schedule = SCHEDULES["denoise"].with_strength(_non_negative(strength, "strength"))
-    _seed(seed)
+    schedule = (schedule or SCHEDULES["denoise"]).with_strength(_non_negative(strength, "strength"))
+    seed = _checked_seed(seed)
     n_frames = len(poses)
     length = min(chunk, n_frames)
     starts = list(range(0, n_frames - length + 1, length - overlap)) if n_frames > chunk else [0]
@@ -210,14 +214,19 @@ def denoise_track(prior, track, locked=None, fps: float = 30.0, strength: float 
         frames = torch.tensor([s + i for s in group for i in range(length)])
         target = target_all[frames]
 
-        def energy(x, _round, target=target, windows=len(group)):
-            joints = _positions(prior, x, tips=True)
-            data = (joints - target).norm(dim=-1).mean(-1)
-            by_window = joints.reshape(windows, length, *joints.shape[1:])
-            smooth = (by_window[:, 1:] - by_window[:, :-1]).norm(dim=-1).mean(-1) * velocity_scale
-            return {"data": data, "smooth": smooth.reshape(-1)}
+        def joints(x, step):  # one forward kinematics pass per step, shared by the data and smoothness terms
+            if "joints" not in step.shared:
+                step.shared["joints"] = _positions(prior, x, tips=True)
+            return step.shared["joints"]
 
-        generator = torch.Generator().manual_seed(int(seed))
+        def data(x, step, target=target):
+            return (joints(x, step) - target).norm(dim=-1).mean(-1)
+
+        def smooth(x, step, windows=len(group)):
+            by_window = joints(x, step).reshape(windows, length, -1, 3)
+            return ((by_window[:, 1:] - by_window[:, :-1]).norm(dim=-1).mean(-1) * velocity_scale).reshape(-1)
+
+        generator = torch.Generator().manual_seed(seed)
 
         def noise(_step, frames=frames, generator=generator):
             return torch.randn(_NOISE_PERIOD, MODEL_DIM, generator=generator)[frames % _NOISE_PERIOD]
@@ -226,8 +235,8 @@ def denoise_track(prior, track, locked=None, fps: float = 30.0, strength: float 
             if progress is not None:
                 progress(g * total + done, len(groups) * total)
 
-        x = optimize(prior.model, x_all[frames], energy, schedule, free=free.expand(len(frames), -1), noise=noise,
-                     progress=group_progress)
+        terms = {"data": data, "smooth": smooth, "prior": dposer_term(prior.model, "constant", noise)}
+        x = optimize(x_all[frames], terms, schedule, free=free.expand(len(frames), -1), progress=group_progress)
         result = _to_poses(prior, x, poses[frames.numpy()], np.broadcast_to(locked_mask, (len(frames), NUM_JOINTS)))
         q = axis_angle_to_quaternion(torch.from_numpy(result).reshape(len(frames), NUM_JOINTS, 3))
         q = torch.where((q * reference[frames]).sum(-1, keepdim=True) < 0, -q, q)
@@ -254,7 +263,7 @@ def generate(prior, count: int, seed: int = 0, steps: int = 10, sampler: str = "
              condition=None, observed=None, parts=tuple(PART_JOINTS), eta: float = 1.0, batch: int = 1024,
              progress: Progress | None = None) -> np.ndarray:
     """Draw `count` poses (count, 165) from the prior. sampler "ddim" (few steps, interactive; eta 0 makes it
-    deterministic, see solvers.sample) or "euler_maruyama" (the paper's sampler, 1000 steps). temperature
+    deterministic, see solvers.sample_ddim) or "euler_maruyama" (the paper's sampler, 1000 steps). temperature
     scales the noise (< 1: more typical poses, > 1: more diverse). condition (165,) with observed (55,) bool:
     variations that keep those joints exactly.
     parts: what to generate among body, hands, face; the rest stays at the condition (or flat, zero rotation).
@@ -276,7 +285,8 @@ def generate(prior, count: int, seed: int = 0, steps: int = 10, sampler: str = "
     for part, joints in PART_JOINTS.items():
         if part not in parts:
             keep[list(joints)] = True
-    generator = _seed(seed)
+    generator = _generator(seed)
+    draw = partial(sample_ddim, eta=eta) if sampler == "ddim" else SAMPLERS[sampler]
     known = _normalised(prior, known_pose)
     known_mask = _model_mask(keep)
     batches = [min(batch, count - i) for i in range(0, count, batch)]
@@ -287,9 +297,9 @@ def generate(prior, count: int, seed: int = 0, steps: int = 10, sampler: str = "
                 progress(b * total + done, len(batches) * total)
 
         x = temperature * torch.randn(size, MODEL_DIM, generator=generator)
-        out.append(sample(prior.model, x, 1.0, steps, sampler, known=known.expand(size, -1),
-                          known_mask=known_mask.expand(size, -1), temperature=temperature, eta=eta,
-                          generator=generator, progress=batch_progress))
+        out.append(draw(prior.model, x, 1.0, steps, known=known.expand(size, -1),
+                        known_mask=known_mask.expand(size, -1), temperature=temperature, generator=generator,
+                        progress=batch_progress))
     return _to_poses(prior, torch.cat(out), np.repeat(known_pose, count, 0), np.repeat(keep[None], count, 0))
 
 
@@ -305,23 +315,24 @@ def vary(prior, pose, strength: float = 0.3, observed=None, seed: int = 0, count
     _positive(count, "count", integer=True)
     _positive(steps, "steps", integer=True)
     keep = _joint_mask(observed, 1, "observed")[0]
-    generator = _seed(seed)
+    generator = _generator(seed)
     x0 = _normalised(prior, poses).expand(count, -1)
     alpha, sigma = alpha_sigma(torch.tensor(float(strength)))
     x_t = alpha * x0 + sigma * torch.randn(x0.shape, generator=generator)
     mask = _model_mask(keep).expand(count, -1)
-    out = sample(prior.model, x_t, float(strength), steps, "ddim", known=x0, known_mask=mask, generator=generator,
-                 progress=progress)
+    out = sample_ddim(prior.model, x_t, float(strength), steps, known=x0, known_mask=mask, generator=generator,
+                      progress=progress)
     return _to_poses(prior, out, np.repeat(poses, count, 0), np.repeat(keep[None], count, 0))
 
 
 def solve_pins(prior, pose, targets: dict, observed=None, rest_joints=None, seed: int = 0,
-               progress: Progress | None = None) -> PinResult:
+               progress: Progress | None = None, schedule: Schedule | None = None) -> PinResult:
     """Move unlocked joints so that pinned joints reach their targets, the prior keeping the pose natural and
     a weak pull keeping joints the pins do not need near where they were.
 
     targets {joint index: (3,) position in metres} in the SMPL-X frame of `rest_joints` (55, 3) (default: the
-    project's skeleton), pelvis joint at its rest position, global orientation applied.
+    project's skeleton), pelvis joint at its rest position, global orientation applied. `schedule`: with "data",
+    "stay" and "prior" weights (default: looked up in SCHEDULES at the call).
     """
     poses, _ = _poses(pose)
     if len(poses) != 1:
@@ -346,19 +357,16 @@ def solve_pins(prior, pose, targets: dict, observed=None, rest_joints=None, seed
         rest_joints = np.asarray(rest_joints, dtype=np.float64)
         if rest_joints.shape != (NUM_JOINTS, 3) or not np.isfinite(rest_joints).all():
             raise DPoserError(f"rest_joints must be 55 finite 3D positions, got shape {rest_joints.shape}")
-    _seed(seed)
-    generator = torch.Generator().manual_seed(int(seed))
+    generator = _generator(seed)
     x0 = _normalised(prior, poses)
     orient = torch.from_numpy(poses[:, :3]).float()
     rest = None if rest_joints is None else torch.from_numpy(rest_joints).float()
     goal = torch.from_numpy(np.stack(positions)).float()
 
-    def energy(x, _round):
-        joints = _positions(prior, x, orient, rest)[:, pinned]
-        return {"data": ((joints - goal) ** 2).sum((-1, -2)), "stay": ((x - x0) ** 2).sum(-1)}
-
-    x = optimize(prior.model, x0, energy, SCHEDULES["pins"], free=~_model_mask(keep)[None], generator=generator,
-                 progress=progress)
+    terms = {"data": lambda x, _step: ((_positions(prior, x, orient, rest)[:, pinned] - goal) ** 2).sum((-1, -2)),
+             "stay": lambda x, _step: ((x - x0) ** 2).sum(-1),
+             "prior": dposer_term(prior.model, generator=generator)}
+    x = optimize(x0, terms, schedule or SCHEDULES["pins"], free=~_model_mask(keep)[None], progress=progress)
     result = _to_poses(prior, x, poses, keep[None])[0]
     with torch.no_grad():
         final = forward_kinematics(axis_angle_to_matrix(torch.from_numpy(result).reshape(1, NUM_JOINTS, 3)),

@@ -1,10 +1,12 @@
 """Headless bpy fixtures: the add-on registered once per session, a factory-fresh empty scene per test, rigs."""
 from __future__ import annotations
 
+import inspect
 import math
 import sys
 import types
 from types import SimpleNamespace
+from unittest import mock
 
 import bpy
 import numpy as np
@@ -13,6 +15,7 @@ import pytest
 import dposerx_blender
 import dposerx_blender.core
 from dposerx_blender.blender import jobs, rig_bridge
+from dposerx_blender.core import tasks
 from dposerx_blender.blender.props import ADDON_PACKAGE
 from dposerx_blender.core.skeleton import JOINT_NAMES, PARENTS, REST_JOINTS
 
@@ -113,7 +116,8 @@ def snapshot():
         for pb in ob.pose.bones:
             values = (*pb.rotation_quaternion, *pb.rotation_euler, *pb.rotation_axis_angle)
             state[ob.name, pb.name] = (pb.rotation_mode, np.array(values).tobytes(),  # bytes: NaN equals NaN
-                                       tuple(pb.lock_rotation), pb.lock_rotation_w)
+                                       tuple(pb.lock_rotation), pb.lock_rotation_w, tuple(pb.bone.collections.keys()),
+                                       pb.color.palette)
     for action in bpy.data.actions:
         from bpy_extras.anim_utils import action_get_channelbag_for_slot
 
@@ -135,38 +139,45 @@ def _fill(pose, observed, seed):
 
 @pytest.fixture
 def calls(monkeypatch, fake_prior):
-    """Fake core.tasks; each call is recorded as (name, kwargs)."""
+    """Fake core.tasks with the real functions' signatures (mock.create_autospec: a call that does not fit the real
+    signature fails); each call is recorded as (name, {argument: value}) with the real defaults filled in."""
     log = []
 
-    def complete(prior, pose, observed, hypotheses=10, seed=0, strength=1.0, progress=None):
-        log.append(("complete", dict(pose=pose, observed=observed, hypotheses=hypotheses, seed=seed)))
-        progress(1, 1)
-        hyps = np.stack([_fill(pose, observed, seed + k)[0] for k in range(hypotheses)])[None]
-        return SimpleNamespace(poses=hyps[:, 0], hypotheses=hyps, energy=np.zeros((1, hypotheses)))
+    def complete(a):
+        a["progress"](1, 1)
+        hyps = np.stack([_fill(a["pose"], a["observed"], a["seed"] + k)[0] for k in range(a["hypotheses"])])[None]
+        return SimpleNamespace(poses=hyps[:, 0], hypotheses=hyps, energy=np.zeros((1, a["hypotheses"])))
 
-    def vary(prior, pose, strength=0.3, observed=None, seed=0, count=1, progress=None):
-        log.append(("vary", dict(observed=observed, strength=strength)))
-        return np.concatenate([_fill(pose, observed, seed + k) for k in range(count)])
+    def vary(a):
+        return np.concatenate([_fill(a["pose"], a["observed"], a["seed"] + k) for k in range(a["count"])])
 
-    def solve_pins(prior, pose, targets, observed, rest_joints=None, seed=0, progress=None):
-        log.append(("solve_pins", dict(targets=targets, observed=observed, rest_joints=rest_joints)))
-        return SimpleNamespace(pose=_fill(pose, observed, seed)[0], residual_mm={j: 3.0 for j in targets})
+    def solve_pins(a):
+        return SimpleNamespace(pose=_fill(a["pose"], a["observed"], a["seed"])[0],
+                               residual_mm={j: 3.0 for j in a["targets"]})
 
-    def denoise_track(prior, track, locked=None, fps=30.0, strength=1.0, seed=0, progress=None):
-        log.append(("denoise_track", dict(track=track, locked=locked, fps=fps)))
-        return _fill(track, locked, seed)
+    def denoise_track(a):
+        return _fill(a["track"], a["locked"], a["seed"])
 
-    def generate(prior, count, seed=0, steps=10, sampler="ddim", temperature=1.0, condition=None, observed=None,
-                 parts=("body", "hands", "face"), progress=None):
-        log.append(("generate", dict(count=count, condition=condition, observed=observed, parts=parts)))
-        base = np.zeros((count, 165)) if condition is None else np.tile(condition, (count, 1))
-        return _fill(base, observed if observed is not None else np.eye(55, dtype=bool)[0], seed)
+    def generate(a):
+        base = np.zeros((a["count"], 165)) if a["condition"] is None else np.tile(a["condition"], (a["count"], 1))
+        observed = a["observed"] if a["observed"] is not None else np.eye(55, dtype=bool)[0]
+        return _fill(base, observed, a["seed"])
 
-    fake = types.ModuleType("dposerx_blender.core.tasks")
-    for fn in (complete, vary, solve_pins, denoise_track, generate):
-        setattr(fake, fn.__name__, fn)
-    monkeypatch.setitem(sys.modules, "dposerx_blender.core.tasks", fake)
-    monkeypatch.setattr(dposerx_blender.core, "tasks", fake, raising=False)
+    def autospec(fake):
+        real = getattr(tasks, fake.__name__)
+
+        def run(*args, **kwargs):
+            bound = inspect.signature(real).bind(*args, **kwargs)
+            bound.apply_defaults()
+            log.append((fake.__name__, bound.arguments))
+            return fake(bound.arguments)
+        return mock.create_autospec(real, side_effect=run)
+
+    fake_module = types.ModuleType("dposerx_blender.core.tasks")
+    for fake in (complete, vary, solve_pins, denoise_track, generate):
+        setattr(fake_module, fake.__name__, autospec(fake))
+    monkeypatch.setitem(sys.modules, "dposerx_blender.core.tasks", fake_module)
+    monkeypatch.setattr(dposerx_blender.core, "tasks", fake_module, raising=False)
     return log
 
 

@@ -73,7 +73,7 @@ def test_clean_mocap_with_an_identity_solver_keeps_the_track(root_mode, calls, m
     before, _ = pelvis_world(rig)
     track = rig_bridge.read_track(rig, FRAMES)
     settings = bpy.context.scene.dposerx
-    settings.frame_start, settings.frame_end = int(FRAMES[0]), int(FRAMES[-1])
+    settings.clean_start, settings.clean_end = int(FRAMES[0]), int(FRAMES[-1])
     assert bpy.ops.dposerx.clean_mocap() == {'FINISHED'}
     after, _ = pelvis_world(rig)
     assert np.abs(after - before).max() < 1e-6

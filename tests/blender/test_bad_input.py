@@ -51,7 +51,7 @@ def nan_key():
     rig_bridge.key_track(rig, np.stack([random_pose(s) for s in range(5)]), range(55), np.arange(1, 6.0))
     fcurve = ob.animation_data.action.layers[0].strips[0].channelbags[0].fcurves[9]
     fcurve.keyframe_points[2].co[1] = float("nan")
-    bpy.context.scene.dposerx.frame_start, bpy.context.scene.dposerx.frame_end = 1, 5
+    bpy.context.scene.dposerx.clean_start, bpy.context.scene.dposerx.clean_end = 1, 5
 
 
 def frame_range(start, end, keyed=True):
@@ -59,7 +59,7 @@ def frame_range(start, end, keyed=True):
         ob, rig = posed_rig(mpi_rig)
         if keyed:
             rig_bridge.key_track(rig, np.zeros((3, 165)), range(55), np.array([1.0, 2.0, 3.0]))
-        bpy.context.scene.dposerx.frame_start, bpy.context.scene.dposerx.frame_end = start, end
+        bpy.context.scene.dposerx.clean_start, bpy.context.scene.dposerx.clean_end = start, end
     return setup
 
 

@@ -9,7 +9,7 @@ import pytest
 from conftest import make_rig, meshcapade_rig, mpi_rig, project_rig, snapshot
 from scipy.spatial.transform import Rotation
 
-from dposerx_blender.blender import io_ops, jobs, rig_bridge
+from dposerx_blender.blender import io_ops, jobs, panels, rig_bridge
 from dposerx_blender.core.amass import AmassMotion, read_amass_npz, write_amass_npz
 from dposerx_blender.core.errors import Cancelled
 from dposerx_blender.core.mocap.conventions import Z_UP_TO_Y_UP, resample_poses
@@ -48,7 +48,7 @@ def state():
     """snapshot() plus what file imports touch beyond poses: bone locations, scene range, Clean Mocap range."""
     scene = bpy.context.scene
     out = snapshot()
-    out["range"] = (scene.frame_start, scene.frame_end, scene.dposerx.frame_start, scene.dposerx.frame_end)
+    out["range"] = (scene.frame_start, scene.frame_end, scene.dposerx.clean_start, scene.dposerx.clean_end)
     for ob in bpy.data.objects:
         if ob.type == 'ARMATURE':
             out[ob.name, "locations"] = np.array([pb.location for pb in ob.pose.bones]).tobytes()
@@ -88,7 +88,7 @@ def test_ten_thousand_frames_import_in_seconds(tmp_path):
     start = time.perf_counter()
     assert import_npz(tmp_path / "long.npz") == {'FINISHED'}
     assert time.perf_counter() - start < 30
-    assert bpy.context.scene.dposerx.frame_end == 10_000
+    assert bpy.context.scene.dposerx.clean_end == 10_000
 
 
 def test_split_keys_import_like_poses(tmp_path):
@@ -111,7 +111,7 @@ def test_import_sets_the_clean_mocap_range_and_extends_the_scene(tmp_path):
     set_fps(30)
     scene.frame_start, scene.frame_end = 5, 100
     import_npz(tmp_path / "in.npz")
-    assert (scene.frame_end, scene.dposerx.frame_start, scene.dposerx.frame_end) == (304, 5, 304)
+    assert (scene.frame_end, scene.dposerx.clean_start, scene.dposerx.clean_end) == (304, 5, 304)
 
 
 # --- conventions: timing, translation, hands ------------------------------------------------------------------
@@ -127,7 +127,7 @@ def test_60_fps_file_onto_30_fps_scene_keeps_timing(tmp_path):
     set_fps(30)
     import_npz(tmp_path / "60.npz")
     scene = bpy.context.scene
-    assert scene.dposerx.frame_end - scene.dposerx.frame_start + 1 == 61
+    assert scene.dposerx.clean_end - scene.dposerx.clean_start + 1 == 61
     rig = rig_bridge.find_rig(bpy.context.object)
     frames = scene.frame_start + np.arange(61, dtype=float)
     track = rig_bridge.read_track(rig, frames)
@@ -200,7 +200,7 @@ def test_undo_removes_the_import(tmp_path):
 def test_menus_and_panel_are_registered():
     assert io_ops.draw_import_menu in bpy.types.TOPBAR_MT_file_import._dyn_ui_initialize()
     assert io_ops.draw_export_menu in bpy.types.TOPBAR_MT_file_export._dyn_ui_initialize()
-    assert io_ops.DPOSERX_PT_animation_files.is_registered
+    assert panels.DPOSERX_PT_animation_files.is_registered
 
 
 # --- BVH through the retargeting presets ---------------------------------------------------------------------
@@ -232,7 +232,7 @@ def test_bvh_import_matches_the_retargeter(tmp_path, capfd, preset, file):
     out = capfd.readouterr().out
     assert f"preset '{preset}'" in out and "Unmapped BVH joints" in out and "SMPL-X bones left at rest" in out
     assert "truncated" not in out
-    frames = bpy.context.scene.dposerx.frame_end - bpy.context.scene.dposerx.frame_start + 1
+    frames = bpy.context.scene.dposerx.clean_end - bpy.context.scene.dposerx.clean_start + 1
     export_npz(tmp_path / "out.npz", frames)
     back = read_amass_npz(tmp_path / "out.npz")
     fps = io_ops.scene_fps(bpy.context.scene)

@@ -7,10 +7,10 @@ import bpy
 import numpy as np
 import pytest
 from conftest import mpi_rig, project_rig, select_bones
+from scipy.spatial.transform import Rotation
 
 import dposerx_blender
 from dposerx_blender.blender import keyframes, locks, rig_bridge, skeleton_builder
-from dposerx_blender.core import rig_math
 
 
 def keys(fcurve):
@@ -73,8 +73,8 @@ def test_quaternion_keys_are_sign_continuous():
     quats = np.stack([keys(channelbag.fcurves.find('pose.bones["head"].rotation_quaternion', index=i))[:, 1]
                       for i in range(4)], axis=1)
     assert ((quats[1:] * quats[:-1]).sum(1) > 0).all()
-    assert np.allclose(rig_math.quaternion_to_matrix(quats),
-                       rig_math.axis_angle_to_matrix(poses[:, 45:48]), atol=1e-6)
+    assert np.allclose(Rotation.from_quat(quats, scalar_first=True).as_matrix(),
+                       Rotation.from_rotvec(poses[:, 45:48]).as_matrix(), atol=1e-6)
 
 
 @pytest.mark.parametrize("mode", ["QUATERNION", "AXIS_ANGLE", "XYZ"])

@@ -3,20 +3,21 @@ right frames, locked bones unchanged bit for bit, cancel and errors write nothin
 import os
 import sys
 import threading
+from types import SimpleNamespace
 
 import bpy
 import numpy as np
 import pytest
 from conftest import meshcapade_rig, mpi_rig, posed_rig, project_rig, random_pose, select_bones, snapshot
 
-from dposerx_blender.blender import jobs, keyframes, rig_bridge, solver_ops
+from dposerx_blender.blender import jobs, keyframes, locks, rig_bridge, solver_ops
 from dposerx_blender.core.errors import Cancelled, DPoserError
 
 RIGS = {"project": project_rig, "mpi": mpi_rig, "meshcapade": meshcapade_rig}
 
 
 def locked_channels(rig):
-    return {pb.name: tuple(pb.rotation_quaternion) for pb in rig.pose_bones if all(pb.lock_rotation)}
+    return {pb.name: tuple(pb.rotation_quaternion) for pb in rig.pose_bones if locks.is_locked(pb)}
 
 
 @pytest.mark.parametrize("make", RIGS.values(), ids=RIGS.keys())
@@ -49,7 +50,7 @@ def test_clean_mocap_writes_the_range_only(make, calls):
     rig_bridge.key_track(rig, poses, range(55), np.arange(1, 13, dtype=float))
     before = locked_channels(rig)
     settings = bpy.context.scene.dposerx
-    settings.frame_start, settings.frame_end = 3, 8
+    settings.clean_start, settings.clean_end = 3, 8
     bpy.context.scene.render.fps = 25
     snap = snapshot()
     assert bpy.ops.dposerx.clean_mocap() == {'FINISHED'}
@@ -105,7 +106,9 @@ def test_generate_library_assets_and_keys(make, calls, tmp_path):
 
 
 def test_job_thread_cancel_writes_nothing():
-    started, applied = threading.Event(), []
+    """Esc during a modal job: the worker stops at its next progress call, and finishing the job (what `modal`
+    does once the thread has ended) reports the cancel and never calls the plan's apply."""
+    started, applied, reports = threading.Event(), [], []
 
     def work(prior, progress):
         started.set()
@@ -113,7 +116,6 @@ def test_job_thread_cancel_writes_nothing():
             progress(0, 10)
 
     job = jobs.Job(jobs.Plan(work, applied.append), "", "cpu", 0)
-    job.plan = jobs.Plan(work, applied.append)
     jobs._PRIORS[("", "cpu")] = "prior"
     try:
         job.start()
@@ -122,7 +124,10 @@ def test_job_thread_cancel_writes_nothing():
         job._thread.join(5)
     finally:
         jobs.clear_priors()
-    assert job.finished and isinstance(job.error, Cancelled) and not applied
+    assert job.finished and isinstance(job.error, Cancelled)
+    operator = SimpleNamespace(report=lambda level, text: reports.append((level, text)))
+    assert jobs.JobOperator._finish(operator, job) == {'CANCELLED'}
+    assert not applied and reports == [({'WARNING'}, "Cancelled: nothing was changed")]
 
 
 def test_automatic_threads_leave_a_core_free():

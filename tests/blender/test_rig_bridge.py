@@ -9,6 +9,7 @@ from conftest import make_rig, meshcapade_rig, mpi_rig, project_rig, random_pose
 from dposerx_blender.blender import rig_bridge
 from dposerx_blender.core import rig_math
 from dposerx_blender.core.errors import DPoserError
+from dposerx_blender.core.rotations import axis_angle_to_matrix
 from dposerx_blender.core.skeleton import forward_kinematics
 
 RIGS = {
@@ -39,7 +40,7 @@ def test_posed_joints_match_smplx_forward_kinematics(make):
     rig_bridge.apply_pose(rig, pose, range(55))
     bpy.context.view_layer.update()
     rest = rig_bridge.rest_joints(rig)
-    rot_mats = torch.from_numpy(rig_math.axis_angle_to_matrix(pose.reshape(1, 55, 3)))
+    rot_mats = axis_angle_to_matrix(torch.from_numpy(pose.reshape(1, 55, 3)))
     expected = forward_kinematics(rot_mats, rest)[0].numpy()
     world = rig.object.matrix_world
     posed = np.array([rig_bridge.world_to_smplx(rig, world @ pb.head) for pb in rig.pose_bones])

@@ -1,10 +1,11 @@
-"""core.rig_math (bpy-free) against scipy and core.rotations; kept here with the Blender layer it serves."""
+"""core.rig_math (bpy-free, scipy underneath) against Blender's conventions; kept here with the Blender layer it
+serves (tests/core/test_rotations.py compares it with core.rotations)."""
+
 import numpy as np
 import pytest
-import torch
 from scipy.spatial.transform import Rotation
 
-from dposerx_blender.core import rig_math, rotations
+from dposerx_blender.core import rig_math
 
 RNG = np.random.default_rng(0)
 
@@ -13,42 +14,53 @@ def random_rotations(n):
     return Rotation.random(n, random_state=1).as_matrix()
 
 
-def test_axis_angle_matches_torch_rotations():
-    aa = RNG.normal(size=(50, 3)) * 0.9
-    aa[0] = 0.0
-    aa[1] = 1e-9
-    ours = rig_math.axis_angle_to_matrix(aa)
-    theirs = rotations.axis_angle_to_matrix(torch.from_numpy(aa)).numpy()
-    assert np.allclose(ours, theirs, atol=1e-12)
-    assert np.allclose(rig_math.matrix_to_axis_angle(ours), aa, atol=1e-9)
-
-
-def test_quaternion_round_trip_and_sign():
-    mats = random_rotations(100)
-    quat = rig_math.matrix_to_quaternion(mats)
-    assert (quat[:, 0] >= 0).all()
-    assert np.allclose(rig_math.quaternion_to_matrix(quat), mats, atol=1e-12)
-    assert np.allclose(quat[:, [1, 2, 3, 0]] * np.sign(quat[:, :1]),
-                       Rotation.from_matrix(mats).as_quat() * np.sign(Rotation.from_matrix(mats).as_quat()[:, 3:]),
-                       atol=1e-12)
-
-
 @pytest.mark.parametrize("order", rig_math.EULER_ORDERS)
 def test_euler_matches_blender_convention(order):
-    # Blender "XYZ" applies X first: R = Rz Ry Rx, which is scipy's extrinsic lower-case "xyz".
+    """Blender "XYZ" applies X first: R = Rz Ry Rx (built here by hand), scipy's extrinsic lower-case "xyz"."""
     angles = RNG.uniform(-3, 3, size=(40, 3))
     angles[:, 1] = RNG.uniform(-1.5, 1.5, size=40)
-    mats = rig_math.euler_to_matrix(angles, order)
-    assert np.allclose(mats, Rotation.from_euler(order.lower(), angles).as_matrix(), atol=1e-12)
-    back = rig_math.matrix_to_euler(mats, order)
-    assert np.allclose(rig_math.euler_to_matrix(back, order), mats, atol=1e-12)
+    mats = rig_math.channels_to_matrix(order, angles)
+    about = {axis: Rotation.from_rotvec(np.outer(angles[:, k], np.eye(3)["XYZ".index(axis)])).as_matrix()
+             for k, axis in enumerate(order)}
+    np.testing.assert_allclose(mats, about[order[2]] @ about[order[1]] @ about[order[0]], atol=1e-12)
+    back = rig_math.matrix_to_channels(order, mats)
+    np.testing.assert_allclose(rig_math.channels_to_matrix(order, back), mats, atol=1e-12)
 
 
 @pytest.mark.parametrize("order", rig_math.EULER_ORDERS)
 def test_euler_gimbal_lock(order):
     angles = np.array([[0.4, np.pi / 2, -0.3], [0.4, -np.pi / 2, 1.0]])
-    mats = rig_math.euler_to_matrix(angles, order)
-    assert np.allclose(rig_math.euler_to_matrix(rig_math.matrix_to_euler(mats, order), order), mats, atol=1e-9)
+    mats = rig_math.channels_to_matrix(order, angles)
+    back = rig_math.matrix_to_channels(order, mats[:, None])[:, 0]
+    np.testing.assert_allclose(rig_math.channels_to_matrix(order, back), mats, atol=1e-9)
+
+
+def test_invalid_channels_give_nan_matrices():
+    quats = np.array([[1.0, 0, 0, 0], [0, 0, 0, 0], [np.nan, 0, 0, 1], [np.inf, 0, 0, 1]])
+    mats = rig_math.channels_to_matrix("QUATERNION", quats)
+    assert np.isfinite(mats[0]).all() and np.isnan(mats[1:]).all()
+    assert np.isnan(rig_math.channels_to_matrix("XYZ", np.array([[0.0, np.nan, 0]]))).all()
+    np.testing.assert_allclose(rig_math.channels_to_matrix("AXIS_ANGLE", np.array([[0.7, 0, 0, 0]])), [np.eye(3)])
+
+
+def test_make_quaternions_continuous():
+    # A smooth motion for 3 joints over 40 frames, with random sign flips.
+    rng = np.random.default_rng(2)
+    rotvecs = np.cumsum(rng.normal(scale=0.3, size=(40, 3, 3)), axis=0)
+    quat = Rotation.from_rotvec(rotvecs).as_quat(scalar_first=True)
+    flipped = quat * rng.choice([-1.0, 1.0], size=(40, 3, 1))
+    continuous = rig_math.make_quaternions_continuous(flipped)
+    assert ((continuous[1:] * continuous[:-1]).sum(-1) >= 0).all()
+    np.testing.assert_array_equal(np.abs(continuous), np.abs(quat))  # each frame is +-itself: same rotations
+    expected = flipped.copy()  # the obvious sequential loop
+    for t in range(1, len(expected)):
+        for j in range(3):
+            if expected[t, j] @ expected[t - 1, j] < 0:
+                expected[t, j] = -expected[t, j]
+    np.testing.assert_array_equal(continuous, expected)
+    against = rig_math.make_quaternions_continuous(flipped, reference=-flipped[0])
+    np.testing.assert_array_equal(against, -expected)
+    assert rig_math.make_quaternions_continuous(flipped[:0]).shape == (0, 3, 4)
 
 
 @pytest.mark.parametrize("mode", list(rig_math.CHANNEL_SIZES))
@@ -56,7 +68,7 @@ def test_channels_round_trip_and_continuity(mode):
     # A slow spin through 2.5 turns: channels must not jump between samples.
     angle = np.linspace(0, 5 * np.pi, 200)
     axis = np.array([0.3, 0.8, -0.5]) / np.linalg.norm([0.3, 0.8, -0.5])
-    mats = rig_math.axis_angle_to_matrix(angle[:, None] * axis)
+    mats = Rotation.from_rotvec(angle[:, None] * axis).as_matrix()
     channels = rig_math.matrix_to_channels(mode, mats)
     assert channels.shape == (200, rig_math.CHANNEL_SIZES[mode])
     assert np.allclose(rig_math.channels_to_matrix(mode, channels), mats, atol=1e-9)
@@ -65,8 +77,8 @@ def test_channels_round_trip_and_continuity(mode):
 
 
 def test_continuity_follows_reference():
-    mats = rig_math.axis_angle_to_matrix(np.array([[0.0, 0.0, 0.1]]))
-    reference = -rig_math.matrix_to_quaternion(mats)[0]
+    mats = Rotation.from_rotvec([[0.0, 0.0, 0.1]]).as_matrix()
+    reference = -Rotation.from_matrix(mats).as_quat(scalar_first=True)[0]
     quats = rig_math.matrix_to_channels("QUATERNION", mats, reference)
     assert quats[0, 0] < 0
     euler = rig_math.matrix_to_channels("XYZ", mats, np.array([0.0, 0.0, 2 * np.pi]))

@@ -9,7 +9,7 @@ import torch
 from dposerx_blender.core.layout import model_to_pose
 from dposerx_blender.core.limits import within_limits
 from dposerx_blender.core.network import PART_DIMS
-from dposerx_blender.core.solvers import sample
+from dposerx_blender.core.solvers import sample_euler_maruyama
 from dposerx_blender.core.weights import META_FILE, WEIGHTS_FILE, default_weights_dir, file_sha256, load_prior
 
 BUNDLED = default_weights_dir()
@@ -29,7 +29,8 @@ def test_bundled_weights_exist_and_record_their_provenance():
 def test_bundled_prior_samples_are_finite_poses_within_joint_limits(variant):
     prior = load_prior(variant=variant)
     generator = torch.Generator().manual_seed(0)
-    samples = sample(prior.model, torch.randn((64, 162), generator=generator), steps=200, generator=generator)
+    start = torch.randn((64, 162), generator=generator)
+    samples = sample_euler_maruyama(prior.model, start, steps=200, generator=generator)
     poses = model_to_pose(prior.normalizer.denormalize(samples)).numpy()
     assert np.isfinite(poses).all()
     assert within_limits(poses).mean() >= 0.9

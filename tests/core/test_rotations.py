@@ -1,4 +1,5 @@
-"""Rotation conversions against scipy, round trips, gradients at angle 0, batch shapes and slerp."""
+"""Rotation conversions against scipy (and core.rig_math's scipy path), round trips, gradients at angle 0,
+batch shapes and slerp."""
 
 import math
 
@@ -9,6 +10,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from scipy.spatial.transform import Rotation, Slerp
 
+from dposerx_blender.core import rig_math
 from dposerx_blender.core import rotations as rot
 
 SETTINGS = settings(max_examples=200, deadline=None)
@@ -268,11 +270,9 @@ def test_batch_shapes_and_dtype(batch, dtype):
         "rot6d_to_matrix": (rot.rot6d_to_matrix(rot.matrix_to_rot6d(mats)), (3, 3)),
         "quaternion_multiply": (rot.quaternion_multiply(quat, quat), (4,)),
         "quaternion_slerp": (rot.quaternion_slerp(quat, quat.flip(-1), torch.full(batch, 0.3, dtype=dtype)), (4,)),
-        "make_quaternions_continuous": (rot.make_quaternions_continuous(quat[None]), (1,) + batch + (4,)),
     }
     for name, (output, tail) in outputs.items():
-        expected = tail if name == "make_quaternions_continuous" else batch + tail
-        assert output.shape == expected, name
+        assert output.shape == batch + tail, name
         assert output.dtype == dtype, name
         assert torch.isfinite(output).all(), name
     # The float32 results are still accurate.
@@ -281,7 +281,7 @@ def test_batch_shapes_and_dtype(batch, dtype):
     np.testing.assert_allclose(rot.axis_angle_to_matrix(rot.matrix_to_axis_angle(mats)), mats, atol=1e-5)
 
 
-# --- slerp and sign continuity ---------------------------------------------------------------
+# --- slerp ---------------------------------------------------------------------------------
 
 
 @SETTINGS
@@ -319,22 +319,37 @@ def test_slerp_takes_the_short_path_and_handles_identical_inputs():
     torch.testing.assert_close(rot.quaternion_slerp(q0s, q1s, weights), rot.quaternion_slerp(q0s, q1s, weights[:, None]))
 
 
-def test_make_quaternions_continuous():
-    rng = np.random.default_rng(2)
-    # A smooth motion for 3 joints over 40 frames, with random sign flips.
-    rotvecs = np.cumsum(rng.normal(scale=0.3, size=(40, 3, 3)), axis=0)
-    quat = t64(to_wxyz(Rotation.from_rotvec(rotvecs.reshape(-1, 3)).as_quat()).reshape(40, 3, 4))
-    flips = t64(rng.choice([-1.0, 1.0], size=(40, 3, 1)))
-    continuous = rot.make_quaternions_continuous(quat * flips)
-    assert ((continuous[1:] * continuous[:-1]).sum(-1) >= 0).all()
-    torch.testing.assert_close(continuous[0], (quat * flips)[0])
-    torch.testing.assert_close(continuous.abs(), quat.abs())  # each frame is +-itself: same rotations
-    torch.testing.assert_close(rot.quaternion_to_matrix(continuous), rot.quaternion_to_matrix(quat))
-    # Reference: the obvious sequential loop.
-    expected = (quat * flips).clone()
-    for t in range(1, len(expected)):
-        for j in range(3):
-            if expected[t, j] @ expected[t - 1, j] < 0:
-                expected[t, j] = -expected[t, j]
-    torch.testing.assert_close(continuous, expected)
-    assert rot.make_quaternions_continuous(quat[:1]).shape == (1, 3, 4)
+# --- the numpy side (core.rig_math through scipy) against this module ---------------------------------------
+
+# A rotation as a quaternion (w, x, y, z) of any non-zero length and sign: Blender's channels may hold any.
+quaternions = st.tuples(unit, unit, unit, unit).filter(lambda q: np.linalg.norm(q) > 0.1)
+
+
+def _torch_matrix(quat):
+    return rot.quaternion_to_matrix(t64(quat)).numpy()
+
+
+@SETTINGS
+@given(quaternions, quat_scales)
+def test_rig_math_quaternion_channels_agree(quat, scale):
+    """rig_math (scipy, for numpy code) and this module (torch, where gradients are needed) are the same maths."""
+    channels = scale * np.asarray(quat)
+    mats = rig_math.channels_to_matrix("QUATERNION", channels[None])
+    np.testing.assert_allclose(mats[0], _torch_matrix(channels), atol=1e-12)
+    back = rig_math.matrix_to_channels("QUATERNION", mats)[0]
+    torch_back = rot.matrix_to_quaternion(torch.from_numpy(mats)).numpy()[0]
+    np.testing.assert_allclose(back * np.sign(back @ torch_back), torch_back, atol=1e-9)
+    assert back[0] >= 0  # no reference: w >= 0
+
+
+@SETTINGS
+@given(quaternions, st.sampled_from(rig_math.EULER_ORDERS))
+def test_rig_math_euler_and_axis_angle_channels_agree(quat, order):
+    expected = _torch_matrix(quat)
+    for mode in (order, "AXIS_ANGLE"):
+        channels = rig_math.matrix_to_channels(mode, expected[None])
+        np.testing.assert_allclose(rig_math.channels_to_matrix(mode, channels)[0], expected, atol=1e-9)
+    angle, axis = channels[0, 0], channels[0, 1:]
+    rotvec = torch.from_numpy(angle * axis)
+    np.testing.assert_allclose(rot.axis_angle_to_matrix(rotvec).numpy(), expected, atol=1e-9)
+    assert 0 <= angle <= math.pi + 1e-12

@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from dposerx_blender.core.sde import alpha_sigma
-from dposerx_blender.core.solvers import SCHEDULES, complete, complete_by_sampling, dposer_loss, sample_completion
+from dposerx_blender.core.solvers import (SCHEDULES, Schedule, complete, complete_by_sampling, dposer_loss, optimize,
+                                          sample_completion)
 
 
 def diagonal_gaussian_eps(mu: torch.Tensor, s: torch.Tensor):
@@ -190,6 +191,36 @@ def test_one_prior_step_moves_towards_the_mean():
     before = ((x.detach() - MU) / S).norm(dim=1)
     after = ((step - MU) / S).norm(dim=1)
     assert (after < before).all()
+
+
+def test_optimize_weighs_named_terms_per_round_and_skips_zero_weights():
+    """Terms are looked up by name in the schedule's weights: a term weighted 0 in a round is not evaluated there
+    (so a switched-off prior draws no noise), and the weighted sum is what Adam minimises: one quadratic term
+    pulled to 3 reaches it."""
+    schedule = Schedule(rounds=2, steps=100, t_max=0.2, t_min=0.1, lr=0.1,
+                        weights={"pull": (1.0, 1.0), "off": (0.0, 2.0)})
+    rounds_seen = []
+
+    def off(x, step):
+        rounds_seen.append(step.round)
+        return torch.zeros(len(x))
+
+    x = optimize(torch.zeros(2, 3), {"pull": lambda x, _step: ((x - 3.0) ** 2).sum(1), "off": off}, schedule)
+    assert set(rounds_seen) == {1} and len(rounds_seen) == 100
+    torch.testing.assert_close(x, torch.full((2, 3), 3.0), atol=0.05, rtol=0)
+
+
+def test_optimize_refuses_a_term_without_weights():
+    with pytest.raises(ValueError, match="no weights for the terms \\['gmm'\\]"):
+        optimize(torch.zeros(1, 2), {"gmm": lambda x, _step: x.sum(1)}, SCHEDULES["complete"])
+
+
+def test_reweighted_changes_only_the_named_terms():
+    schedule = SCHEDULES["denoise"].reweighted(lambda w: 0.0, "prior")
+    assert schedule.weights["prior"] == (0.0, 0.0, 0.0)
+    assert schedule.weights["smooth"] == SCHEDULES["denoise"].weights["smooth"]
+    strong = SCHEDULES["denoise"].with_strength(2.0)
+    assert strong.weights["smooth"] == (20.0, 40.0, 60.0) and strong.weights["data"] == (100.0, 50.0, 20.0)
 
 
 # ------------------------------------------------------------------------------- sampled completion (masked)

@@ -7,7 +7,8 @@ from scipy.spatial.transform import Rotation
 from dposerx_blender.core.errors import DPoserError
 from dposerx_blender.core.skeleton import BODY_JOINTS, JOINT_INDEX, JOINT_NAMES, NUM_JOINTS, PARENTS, REST_OFFSETS, TIP_OFFSETS
 from dposerx_blender.core.mocap.motion import Motion
-from dposerx_blender.core.mocap.retarget import Y_UP_TO_Z_UP, JointMap, retarget
+from dposerx_blender.core.mocap.retarget import JointMap, retarget
+from dposerx_blender.core.rig_math import Z_UP_TO_Y_UP
 
 Z_UP = Rotation.from_euler("x", 90, degrees=True).as_matrix()  # canonical (Y-up) -> a Z-up source world
 UNITS = 100.0  # centimetres
@@ -68,7 +69,7 @@ def test_smplx_onto_itself_recovers_the_pose(rest):
                      "left_wrist": Rotation.from_euler("y", 15, degrees=True).as_matrix()}
     result = retarget(smplx_as_source(rots, rest_rots), identity_map())
     got = local_matrices(result.poses)
-    got[:, 0] = Y_UP_TO_Z_UP.T @ got[:, 0]
+    got[:, 0] = Z_UP_TO_Y_UP @ got[:, 0]
     # The source's Z-up world is mapped back to canonical axes, so the global orientation comes back too.
     # A bent rest bone is aligned by the smallest rotation, which can differ from the true rest bend by a
     # twist about the bone (unobservable from rest positions): up to 1.5 degrees for this 40 degree A-pose.

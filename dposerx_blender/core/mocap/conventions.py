@@ -8,10 +8,8 @@ from __future__ import annotations
 import numpy as np
 from scipy.spatial.transform import Rotation, Slerp
 
+from ..rig_math import Z_UP_TO_Y_UP  # AMASS stores motion in a Z-up world; SMPL-X's own frame is Y-up
 from ..skeleton import JOINT_INDEX, LEFT_HAND_JOINTS, NUM_JOINTS, REST_OFFSETS, RIGHT_HAND_JOINTS, TIP_OFFSETS
-
-# AMASS stores motion in a Z-up world; SMPL-X's own frame (and the rig bridge's) is Y-up: -90 degrees about X.
-Z_UP_TO_Y_UP = Rotation.from_euler("x", -90, degrees=True).as_matrix()
 HAND_SLICE = slice(3 * LEFT_HAND_JOINTS[0], 3 * (RIGHT_HAND_JOINTS[-1] + 1))  # 75:165, both hands
 # Relaxed hand: each finger bends towards the palm by these angles (degrees) at its knuckle, middle and end joint.
 RELAXED_FLEXION = {"index": (20, 20, 10), "middle": (20, 20, 10), "ring": (20, 20, 10), "pinky": (20, 20, 10),

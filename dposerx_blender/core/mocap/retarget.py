@@ -24,6 +24,7 @@ import torch
 from scipy.spatial.transform import Rotation
 
 from ..errors import DPoserError
+from ..rig_math import Z_UP_TO_Y_UP
 from ..skeleton import (BODY_JOINTS, JOINT_INDEX, JOINT_NAMES, NUM_JOINTS, PARENTS, REST_JOINTS, TIP_OFFSETS,
                         forward_kinematics)
 
@@ -159,9 +160,6 @@ class Retargeted:
     twists: dict = field(default_factory=dict)  # hinge twists settled on this take, degrees per bone
 
 
-Y_UP_TO_Z_UP = Rotation.from_euler("x", 90, degrees=True).as_matrix()  # SMPL-X canonical -> AMASS world
-
-
 class _SourcePoints:
     """Positions and global rotations of the source at the SMPL-X joints and tips, in canonical axes."""
 
@@ -269,11 +267,11 @@ def retarget(motion: Motion, joint_map: JointMap) -> Retargeted:
     for j, p in enumerate(PARENTS):
         if p >= 0:
             locals_[:, j] = np.swapaxes(globals_[:, p], -1, -2) @ globals_[:, j]
-    locals_[:, 0] = Y_UP_TO_Z_UP @ globals_[:, 0]
+    locals_[:, 0] = Z_UP_TO_Y_UP.T @ globals_[:, 0]  # SMPL-X canonical -> AMASS world
     poses = Rotation.from_matrix(locals_.reshape(-1, 3, 3)).as_rotvec().reshape(n_frames, 3 * NUM_JOINTS)
     errors[:], joints = _direction_errors(poses, points, calibration)
     scale = points.scale()
-    trans = scale * points.posed_point("pelvis") @ Y_UP_TO_Z_UP.T
+    trans = scale * points.posed_point("pelvis") @ Z_UP_TO_Y_UP
     frames = np.linspace(0, n_frames - 1, min(n_frames, 4)).astype(int)
     source = scale * points.posed[frames] @ points.frame.T
     preview = {"source": source - scale * points.posed_point("pelvis")[frames, None],
@@ -287,7 +285,7 @@ def _direction_errors(poses: np.ndarray, points: _SourcePoints, calibration: np.
     (the bone as the rig's calibration places it: calibration[j]^T turns the rest segment); and the FK joints
     (T, 55, 3) in canonical axes."""
     rot = Rotation.from_rotvec(poses.reshape(-1, 3)).as_matrix().reshape(len(poses), NUM_JOINTS, 3, 3)
-    rot[:, 0] = Y_UP_TO_Z_UP.T @ rot[:, 0]  # back to canonical axes for the comparison
+    rot[:, 0] = Z_UP_TO_Y_UP @ rot[:, 0]  # back to canonical axes for the comparison
     joints = forward_kinematics(torch.from_numpy(rot)).numpy()
     globals_ = rot.copy()
     for j, p in enumerate(PARENTS):
