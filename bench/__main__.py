@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from dposerx_blender.core.layout import model_to_pose
-from dposerx_blender.core.skeleton import NUM_JOINTS, OCCLUSION_GROUPS
+from dposerx_blender.core.skeleton import BODY_JOINTS, JOINT_NAMES, NUM_JOINTS, OCCLUSION_GROUPS
 from dposerx_blender.core.solvers import SCHEDULES
 from dposerx_blender.core.weights import load_prior
 from training.evaluate import to_model
@@ -38,24 +38,47 @@ class Clock:
         print(f"[{time.perf_counter() - self.start:7.1f} s] {message}", flush=True)
 
 
+SAMPLING = "DPoser-X sampling (mask-conditioned, default)"
+OPTIMISATION = "DPoser-X optimisation (paper)"
+
+
+def run_convention(data_dir: Path) -> dict | None:
+    """The training data's per-joint body means against AMASS's (training/conventions.py), or None when the
+    reference statistics are not next to the mocap folder."""
+    from training.conventions import CONVENTION_JOINTS, compare, load_amass_stats
+
+    try:
+        amass_mean, amass_std = load_amass_stats()
+    except OSError:
+        return None
+    summary = compare({"training set": load_split(data_dir, "body", "train")["poses"].astype(np.float64)},
+                      amass_mean, amass_std)["training set"]
+    names = [JOINT_NAMES[j] for j in BODY_JOINTS]
+    return {"convention_joints_max_deg": max(float(summary["angle"][names.index(n)]) for n in CONVENTION_JOINTS),
+            "beyond_one_std": {n: float(s) for n, s in zip(names, summary["sigmas"]) if s > 1},
+            "angle_deg": dict(zip(names, map(float, summary["angle"])))}
+
+
 def run_completion(mode, data_dir, prior, combined, methods_body, seed, clock) -> tuple[dict, dict]:
     results, ablations = {}, {}
     schedule = SCHEDULES["complete"]
     uniform = replace(schedule, t_max=1.0, t_min=1e-3)
     for group in completion.GROUPS:
         truth = completion.test_poses(data_dir, mode.completion_poses, with_hands=group == "hands")
-        methods = {"DPoser-X": completion.dposer(prior.model)}
+        methods = {SAMPLING: completion.dposer_sampling(prior)} if prior.masked_body is not None else {}
+        methods[OPTIMISATION] = completion.dposer(prior.model)
         if group != "hands":
             methods.update(methods_body)
-        methods.update({"mean pose": completion.mean_pose(), "no prior (data term only)": completion.no_prior()})
+        methods.update({"training-mean fill": completion.training_mean(),
+                        "no prior (data term only)": completion.no_prior()})
         results[group] = {}
         for name, method in methods.items():
             results[group][name] = completion.evaluate(method, truth, prior.normalizer, group, mode.hypotheses, seed)
             clock.log(f"completion {group} {name}: {results[group][name]}")
         if group in mode.ablation_groups:
-            variants = {"truncated [0.15, 0.05], fused (default)": results[group]["DPoser-X"],
-                        "uniform [1, 0.001], fused": completion.dposer(prior.model, uniform),
-                        "truncated [0.15, 0.05], part combination": completion.dposer(combined.model)}
+            variants = {"optimisation, truncated [0.15, 0.05], fused": results[group][OPTIMISATION],
+                        "optimisation, uniform [1, 0.001], fused": completion.dposer(prior.model, uniform),
+                        "optimisation, truncated [0.15, 0.05], part combination": completion.dposer(combined.model)}
             ablations[group] = {name: v if isinstance(v, dict) else completion.evaluate(
                 v, truth, prior.normalizer, group, mode.hypotheses, seed) for name, v in variants.items()}
             clock.log(f"ablations {group}: {ablations[group]}")
@@ -98,7 +121,8 @@ def run_speed(mode, data_dir, prior, clock) -> dict:
     observed[list(OCCLUSION_GROUPS["left_leg"])] = False
     with np.load(data_dir / "tracks" / "test.npz") as tracks:
         track = tracks["poses"][:mode.speed_frames].astype(np.float64)  # consecutive takes, cut at the length
-    out = {"completion": speed.completion_speed(prior, poses, observed, 10)}
+    out = {"completion": speed.completion_speed(prior, poses, observed, 10),
+           "completion, 1 pose": speed.completion_speed(prior, poses[:1], observed, 10)}
     clock.log(f"speed completion: {out['completion']}")
     out["denoising"] = speed.denoising_speed(prior, track)
     clock.log(f"speed denoising: {out['denoising']}")
@@ -151,6 +175,8 @@ def main(argv: list[str] | None = None) -> None:
                "data_hash": data_hash, "tracks_hash": tracks_hash, "command": report.command(mode.name),
                "baselines": {"gmm": gmm_log, "vposer": vae_log, "gmm_components": GMM_COMPONENTS,
                              "vposer_settings": asdict(mode.vposer)}}
+    results["convention"] = run_convention(args.data)
+    clock.log(f"convention: {results['convention']}")
     results["completion"], results["ablations"] = run_completion(mode, args.data, prior, combined, methods_body,
                                                                  args.seed, clock)
     results["denoising"] = run_denoising(mode, args.data, prior, args.seed, clock)

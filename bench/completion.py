@@ -16,8 +16,10 @@ import torch
 
 from dposerx_blender.core.layout import MODEL_SLICES, joint_mask_to_model_mask
 from dposerx_blender.core.skeleton import NUM_JOINTS, OCCLUSION_GROUPS
-from dposerx_blender.core.solvers import (SCHEDULES, complete, completion_data, completion_start, optimize,
-                                          per_row_prior)
+from dposerx_blender.core.layout import model_to_pose
+from dposerx_blender.core.limits import within_limits
+from dposerx_blender.core.solvers import (SCHEDULES, complete, complete_by_sampling, completion_data, completion_start,
+                                          optimize, per_row_prior)
 from training.evaluate import affected_points, positions, to_model
 
 from .gmm import MaxMixtureEnergy
@@ -57,7 +59,15 @@ def _with_prior(start: torch.Tensor, to_model_vector: Callable, penalty: Callabl
 
 
 def dposer(model, schedule=SCHEDULES["complete"]) -> Method:
+    """DPoser's optimisation (the paper's completion)."""
     return lambda obs, mask, k, generator: complete(model, obs, mask, k, schedule, generator)
+
+
+def dposer_sampling(prior) -> Method:
+    """What `tasks.complete` ships by default: the mask-reading body network samples the missing body joints
+    (hands, when missing, by the optimisation around each sampled body)."""
+    return lambda obs, mask, k, generator: complete_by_sampling(prior.masked_body, prior.model, obs, mask, k,
+                                                                generator=generator)
 
 
 def no_prior() -> Method:
@@ -66,7 +76,7 @@ def no_prior() -> Method:
     return lambda obs, mask, k, generator: complete(None, obs, mask, k, schedule, generator)
 
 
-def mean_pose() -> Method:
+def training_mean() -> Method:
     """The training mean (zero in normalised space) in every occluded dimension; one hypothesis."""
     return lambda obs, mask, k, generator: torch.where(mask, obs, torch.zeros_like(obs))[:, None]
 
@@ -129,12 +139,18 @@ def evaluate(method: Method, truth_raw: torch.Tensor, normalizer, group: str, hy
     with torch.enable_grad():
         completed = method(obs, mask, hypotheses, generator)
     seconds = time.perf_counter() - start
-    points = affected_points(OCCLUSION_GROUPS[group])
     k = completed.shape[1]
-    found = positions("whole", normalizer.denormalize(completed.reshape(-1, obs.shape[1])))[:, points]
-    found = found.reshape(len(obs), k, len(points), 3)
-    true = positions("whole", truth_raw)[:, points]
-    errors = 1000 * (found - true[:, None]).norm(dim=-1).mean(-1)  # (B, k)
-    apd = np.mean([average_pairwise_distance(1000 * f.numpy()) for f in found])
-    return {"best_mm": errors.min(1).values.mean().item(), "mean_mm": errors.mean().item(), "apd_mm": float(apd),
+    raw = normalizer.denormalize(completed.reshape(-1, obs.shape[1]))
+    found_all = positions("whole", raw).reshape(len(obs), k, -1, 3)
+    true_all = positions("whole", truth_raw)
+
+    def errors(points):  # (B, k) mean distance (mm) over the points
+        return 1000 * (found_all[:, :, points] - true_all[:, None, points]).norm(dim=-1).mean(-1)
+
+    points = affected_points(OCCLUSION_GROUPS[group])
+    moved, hidden = errors(points), errors(list(OCCLUSION_GROUPS[group]))
+    apd = np.mean([average_pairwise_distance(1000 * f.numpy()) for f in found_all[:, :, points]])
+    return {"best_mm": moved.min(1).values.mean().item(), "mean_mm": moved.mean().item(), "apd_mm": float(apd),
+            "hidden_best_mm": hidden.min(1).values.mean().item(), "hidden_mean_mm": hidden.mean().item(),
+            "within_limits": float(within_limits(model_to_pose(raw.double().numpy())).mean()),
             "hypotheses": k, "poses": len(obs), "seconds": seconds}

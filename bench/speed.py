@@ -31,10 +31,10 @@ class Recorder(torch.nn.Module):
 
 
 @torch.no_grad()
-def floor_seconds(model, batches: Counter) -> float:
+def floor_seconds(model, batches: Counter, dim: int = MODEL_DIM) -> float:
     total = 0.0
     for batch, count in batches.items():
-        x, t = torch.randn(batch, MODEL_DIM), torch.full((batch,), 0.1)
+        x, t = torch.randn(batch, dim), torch.full((batch,), 0.1)
         model(x, t)  # warm-up
         calls = min(count, FLOOR_SAMPLE)
         start = time.perf_counter()
@@ -45,14 +45,20 @@ def floor_seconds(model, batches: Counter) -> float:
 
 
 def against_floor(prior, task) -> dict:
-    """Run task(recorded prior); seconds, floor seconds, their ratio and the number of forwards."""
+    """Run task(recorded prior); seconds, floor seconds, their ratio and the number of forwards (of the whole-body
+    network and, where the task samples with it, the mask-reading body network)."""
     recorder = Recorder(prior.model)
+    body = None if prior.masked_body is None else Recorder(prior.masked_body)
     start = time.perf_counter()
-    task(replace(prior, model=recorder))
+    task(replace(prior, model=recorder, masked_body=body))
     seconds = time.perf_counter() - start
     floor = floor_seconds(prior.model, recorder.batches)
+    batches = recorder.batches.copy()
+    if body is not None:
+        floor += floor_seconds(prior.masked_body, body.batches, prior.masked_body.pose_dim)
+        batches.update(body.batches)
     return {"seconds": seconds, "floor_seconds": floor, "ratio": seconds / floor,
-            "forwards": sum(recorder.batches.values()), "rows_per_forward": max(recorder.batches)}
+            "forwards": sum(batches.values()), "rows_per_forward": max(batches)}
 
 
 def completion_speed(prior, poses: np.ndarray, observed: np.ndarray, hypotheses: int) -> dict:

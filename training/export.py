@@ -98,7 +98,9 @@ def main(argv=None) -> None:
     meta.update({
         "parts": {p: {"config": states[p]["config"], "step": states[p]["step"],
                       "best_validation": json.loads(states[p]["metric"]),
-                      "command": "python build.py train " + _command(states[p])} for p in PART_DIMS},
+                      "command": "python build.py train " + _command(states[p]),
+                      **({"reused": "not retrained: taken from the previous bundle (training/reuse_bundled.py)"}
+                         if "reused_from" in json.loads(states[p]["args"]) else {})} for p in PART_DIMS},
         "fused": {"config": states["whole"]["config"], "step": states["whole"]["step"],
                   "best_validation": json.loads(states["whole"]["metric"]),
                   "command": "python build.py train " + _command(states["whole"])},

@@ -38,13 +38,7 @@ class Prior:
     normalizer: Normalizer
     variant: str
     meta: dict
-
-    @property
-    def masked_body(self) -> MaskedTimeFC | None:
-        """The body network when it reads observation masks (mask-trained weights), else None."""
-        combined = self.model.combined if isinstance(self.model, FusedPrior) else self.model
-        body = combined.parts["body"]
-        return body if isinstance(body, MaskedTimeFC) else None
+    masked_body: torch.nn.Module | None = None  # the body network when it reads observation masks (MaskedTimeFC)
 
 
 def file_sha256(path: Path) -> str:
@@ -110,4 +104,6 @@ def load_prior(directory: str | Path | None = None, variant: str | None = None, 
         if mean is None or std is None or mean.shape != (dim,) or std.shape != (dim,):
             raise DPoserError(f"{weights_path}: normaliser for '{p}' missing or not {dim} values")
         normalizers[p] = Normalizer(mean.float(), std.float())
-    return Prior(model, Normalizer.whole_body(normalizers), variant, meta)
+    body = parts["body"]
+    return Prior(model, Normalizer.whole_body(normalizers), variant, meta,
+                 body if isinstance(body, MaskedTimeFC) else None)
