@@ -57,6 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
                           "legs, arms (ignored when IN.npz has a 'mask')")
     complete.add_argument("--hypotheses", type=int, default=10, metavar="K", help="completions per pose (default 10)")
     complete.add_argument("--strength", type=float, default=1.0, help="prior pull, 1 = tuned (default 1)")
+    complete.add_argument("--method", choices=("sampling", "optimisation"), default=None,
+                          help="sampling (mask-conditioned network, the default when the weights have one) or "
+                          "optimisation (the paper's DPoser completion)")
 
     denoise = commands.add_parser("denoise", parents=[io], help="clean a noisy motion track",
                                   description="Denoise one motion 'poses' (T, 165); every other key is kept.")
@@ -127,7 +130,7 @@ def _complete(args) -> str:
         raise DPoserError(f"nothing to complete: give --occlude GROUP[,GROUP] or put a boolean 'mask' array "
                           f"({n}, {NUM_JOINTS}) (True = observed) in {args.input}")
     result = _run(args, "complete", tasks.complete, motion.poses, observed, hypotheses=args.hypotheses,
-                  seed=args.seed, strength=args.strength)
+                  seed=args.seed, strength=args.strength, method=args.method)
     _write_like_input(args, motion, result.poses, mask=observed, hypotheses=result.hypotheses, energy=result.energy)
     return f"wrote {args.output}: {n} poses x {args.hypotheses} hypotheses"
 
