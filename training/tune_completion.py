@@ -22,7 +22,7 @@ from .evaluate import affected_points, from_model, positions
 from .train import ROOT, load_split
 
 GROUPS = ("left_leg", "legs", "arms", "trunk")
-GRID = {"steps": (10, 20), "eta": (0.0, 0.5, 1.0), "temperature": (0.6, 0.8, 1.0, 1.2)}
+GRID = {"steps": (10, 20), "eta": (0.5, 1.0), "temperature": (0.6, 0.8, 1.0, 1.2)}
 
 
 @torch.no_grad()

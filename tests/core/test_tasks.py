@@ -52,11 +52,12 @@ def noisy(track: np.ndarray, std: float, seed: int = 0) -> np.ndarray:
 
 # -------------------------------------------------------------------------------------------------- complete
 
-def test_complete_keeps_observed_joints_exact_is_seeded_and_ranked(prior):
+@pytest.mark.parametrize("method", tasks.COMPLETION_METHODS)
+def test_complete_keeps_observed_joints_exact_is_seeded_and_ranked(prior, method):
     poses, mask = POSES[:3], observed_all_but(LEFT_LEG)
-    a = tasks.complete(prior, poses, mask, hypotheses=3, seed=1)
-    b = tasks.complete(prior, poses, mask, hypotheses=3, seed=1)
-    c = tasks.complete(prior, poses, mask, hypotheses=3, seed=2)
+    a = tasks.complete(prior, poses, mask, hypotheses=3, seed=1, method=method)
+    b = tasks.complete(prior, poses, mask, hypotheses=3, seed=1, method=method)
+    c = tasks.complete(prior, poses, mask, hypotheses=3, seed=2, method=method)
     assert a.hypotheses.shape == (3, 3, 165) and a.energy.shape == (3, 3)
     assert np.array_equal(a.hypotheses, b.hypotheses) and not np.array_equal(a.hypotheses, c.hypotheses)
     keep = np.broadcast_to(dims(mask), a.hypotheses.shape)
@@ -65,11 +66,12 @@ def test_complete_keeps_observed_joints_exact_is_seeded_and_ranked(prior):
     assert not np.allclose(a.hypotheses[..., ~dims(mask)], poses[:, None, ~dims(mask)])
 
 
-def test_complete_beats_mean_fill_on_held_out_poses_and_lowers_the_prior_energy(prior):
+@pytest.mark.parametrize("method", tasks.COMPLETION_METHODS)
+def test_complete_beats_mean_fill_on_held_out_poses_and_lowers_the_prior_energy(prior, method):
     """Left leg occluded on 16 held-out poses: the best of 5 hypotheses is closer to the truth than the
     mean-pose fill (the normaliser's mean), and completion lowers the prior energy from its noisy start."""
     poses, mask = POSES[::3], observed_all_but(LEFT_LEG)
-    result = tasks.complete(prior, poses, mask, hypotheses=5, seed=0)
+    result = tasks.complete(prior, poses, mask, hypotheses=5, seed=0, method=method)
     from dposerx_blender.core.layout import model_to_pose, pose_to_model
 
     mean_pose = model_to_pose(prior.normalizer.mean.double().numpy())
@@ -88,6 +90,22 @@ def test_complete_beats_mean_fill_on_held_out_poses_and_lowers_the_prior_energy(
     completed = prior.normalizer.normalize(torch.from_numpy(pose_to_model(result.poses)).float())
     after, before = prior_energy(prior.model, completed), prior_energy(prior.model, start)
     assert (after < before).all() and after.mean() < 0.85 * before.mean()
+
+
+def test_complete_by_sampling_with_a_hidden_hand_keeps_the_rest_exact(prior):
+    """Sampling completes the body; a hidden hand is filled by the optimisation around each sampled body."""
+    poses = POSES[:2]
+    mask = observed_all_but(LEFT_LEG + list(range(25, 40)))
+    result = tasks.complete(prior, poses, mask, hypotheses=3, seed=0, method="sampling")
+    keep = np.broadcast_to(dims(mask), result.hypotheses.shape)
+    assert np.array_equal(result.hypotheses[keep], np.broadcast_to(poses[:, None], result.hypotheses.shape)[keep])
+    hand = result.hypotheses[..., 75:120]
+    assert np.isfinite(hand).all() and not np.allclose(hand, poses[:, None, 75:120])
+
+
+def test_complete_rejects_an_unknown_method(prior):
+    with pytest.raises(DPoserError, match="unknown completion method 'magic'"):
+        tasks.complete(prior, POSES[0], observed_all_but(LEFT_LEG), method="magic")
 
 
 def ancestors(joint: int) -> list[int]:
