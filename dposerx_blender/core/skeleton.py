@@ -97,23 +97,28 @@ MIRROR_INDEX: tuple[int, ...] = tuple(JOINT_INDEX[_mirror_name(n)] for n in JOIN
 # written for the centre line and the LEFT side; the right side is its mirror image (x -> -x).
 # Segment lengths follow common anthropometric proportions of stature (thigh ~0.245 H, shank ~0.246 H,
 # upper arm ~0.17 H, forearm ~0.15 H, hand ~0.11 H); no numbers come from SMPL-X model files.
+# The directions of the spine, neck, head, collar, ankle and foot bones (spine2, spine3, neck, head,
+# left_shoulder, left_foot offsets, the head and foot tips; a joint's other children turn with its bone) are the
+# SMPL-X convention as estimated by `python -m training.calibrate_skeleton`: the directions for which the CMU
+# training split, retargeted, has per-joint mean rotations equal to the AMASS training mean of DPoser-X
+# (../shared/reference/amass_body_pose_stats.npz; only the directions were estimated, the lengths are ours).
 _LEFT_AND_CENTRE_OFFSETS = {
     "pelvis": (0.0, 0.0, 0.0),
     "left_hip": (0.085, -0.075, -0.005),
     "spine1": (0.0, 0.105, -0.025),
     "left_knee": (0.01, -0.405, 0.005),
-    "spine2": (0.0, 0.135, 0.005),
+    "spine2": (0.0, 0.1335, -0.0211),
     "left_ankle": (-0.005, -0.41, -0.035),
-    "spine3": (0.0, 0.055, 0.01),
-    "left_foot": (0.01, -0.06, 0.125),
-    "neck": (0.0, 0.215, -0.03),
-    "left_collar": (0.07, 0.12, -0.015),
-    "head": (0.0, 0.09, 0.045),
-    "left_shoulder": (0.115, 0.035, -0.015),
+    "spine3": (0.0, 0.0559, 0.0001),
+    "left_foot": (-0.0136, -0.0374, 0.1332),
+    "neck": (0.0, 0.2168, -0.0113),
+    "left_collar": (0.07, 0.1208, -0.0046),
+    "head": (0.0, 0.0998, -0.0122),
+    "left_shoulder": (0.0955, 0.0702, -0.025),
     "left_elbow": (0.27, 0.0, -0.01),
     "left_wrist": (0.25, 0.0, 0.005),
-    "jaw": (0.0, 0.005, 0.035),
-    "left_eye_smplhf": (0.032, 0.075, 0.085),
+    "jaw": (0.0, 0.0073, 0.0346),
+    "left_eye_smplhf": (0.032, 0.0804, 0.0799),
     # Fingers: T-pose hand along +X, palm down (-Y), thumb forward (+Z).
     "left_index1": (0.095, -0.008, 0.026),
     "left_index2": (0.038, -0.002, 0.0),
@@ -133,8 +138,8 @@ _LEFT_AND_CENTRE_OFFSETS = {
 }
 # Far ends of the leaf segments (head top, toe tips, finger tips...), used to aim and draw leaf bones.
 _LEFT_AND_CENTRE_TIPS = {
-    "head": (0.0, 0.17, 0.01),
-    "left_foot": (0.0, -0.015, 0.06),
+    "head": (0.0, 0.1703, -0.0011),
+    "left_foot": (-0.0065, -0.0097, 0.0607),
     "jaw": (0.0, -0.06, 0.085),
     "left_eye_smplhf": (0.0, 0.0, 0.025),
     "left_index3": (0.021, -0.002, 0.0),

@@ -16,7 +16,7 @@ without them) stay at identity and are reported as absent.
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +29,7 @@ from ..skeleton import (BODY_JOINTS, JOINT_INDEX, JOINT_NAMES, NUM_JOINTS, PAREN
                         forward_kinematics)
 
 from .aim import aim, angle_between
+from .calibration import calibration_matrices, settle_hinges
 from .motion import Motion
 
 JOINT_MAP_DIR = Path(__file__).with_name("joint_maps")
@@ -83,6 +84,7 @@ class JointMap:
     joints: dict  # SMPL-X name -> source joint name, or {"between": [a, b], "at": f}
     tips: dict    # SMPL-X leaf name -> source joint marking the far end of that segment
     rest_frame: int | None = None  # re-base the rest pose on this frame (rigs whose rest is not human)
+    calibration: dict = field(default_factory=dict)  # SMPL-X name -> axis-angle degrees (see calibration.py)
 
     @classmethod
     def load(cls, path: str | Path) -> "JointMap":
@@ -92,14 +94,16 @@ class JointMap:
         except (OSError, tomllib.TOMLDecodeError) as exc:
             raise DPoserError(f"{path}: cannot read joint map ({exc})") from None
         joints = data.get("joints", {})
-        unknown = sorted(set(joints) - set(JOINT_INDEX)) + sorted(set(data.get("tips", {})) - set(JOINT_INDEX))
+        unknown = sorted(set(joints) - set(JOINT_INDEX)) + sorted(set(data.get("tips", {})) - set(JOINT_INDEX)) \
+            + sorted(set(data.get("calibration", {})) - set(joints))
         if unknown:
-            raise DPoserError(f"{path}: not SMPL-X joint names: {', '.join(unknown)}")
+            raise DPoserError(f"{path}: not SMPL-X joint names (or calibrated joints not mapped): "
+                              f"{', '.join(unknown)}")
         missing = [n for n in REQUIRED_JOINTS if n not in joints]
         if missing:
             raise DPoserError(f"{path}: every SMPL-X body joint must be mapped; missing {', '.join(missing)}")
         return cls(data.get("name", path.stem), data.get("description", ""), tuple(data.get("detect", ())),
-                   joints, data.get("tips", {}), data.get("rest_frame"))
+                   joints, data.get("tips", {}), data.get("rest_frame"), data.get("calibration", {}))
 
     def source_names(self) -> set[str]:
         names = set()
@@ -153,6 +157,7 @@ class Retargeted:
     preview: dict  # a few frames for pictures: source/smplx joint positions (canonical axes, metres), parents
     name: str = ""
     rig: str = ""
+    twists: dict = field(default_factory=dict)  # hinge twists settled on this take, degrees per bone
 
 
 class _SourcePoints:
@@ -252,25 +257,33 @@ def retarget(motion: Motion, joint_map: JointMap) -> Retargeted:
         posed_dir = np.where(degenerate[:, None], reference @ rest_dir, posed_dir)
         transfer_errors[:, j] = angle_between(reference @ rest_dir, posed_dir)
         globals_[:, j] = aim(reference, rest_dir, posed_dir)
+    calibration = calibration_matrices(joint_map.calibration)
+    globals_ = globals_ @ calibration
+    twists = settle_hinges(globals_)
+    for j, p in enumerate(PARENTS):
+        if not driven[j] and p >= 0:
+            globals_[:, j] = globals_[:, p]
     locals_ = globals_.copy()
     for j, p in enumerate(PARENTS):
         if p >= 0:
             locals_[:, j] = np.swapaxes(globals_[:, p], -1, -2) @ globals_[:, j]
     locals_[:, 0] = Z_UP_TO_Y_UP.T @ globals_[:, 0]  # SMPL-X canonical -> AMASS world
     poses = Rotation.from_matrix(locals_.reshape(-1, 3, 3)).as_rotvec().reshape(n_frames, 3 * NUM_JOINTS)
-    errors[:], joints = _direction_errors(poses, points)
+    errors[:], joints = _direction_errors(poses, points, calibration)
     scale = points.scale()
     trans = scale * points.posed_point("pelvis") @ Z_UP_TO_Y_UP
     frames = np.linspace(0, n_frames - 1, min(n_frames, 4)).astype(int)
     source = scale * points.posed[frames] @ points.frame.T
     preview = {"source": source - scale * points.posed_point("pelvis")[frames, None],
                "source_parents": motion.parents, "smplx": joints[frames] - joints[frames, :1], "frames": frames}
-    return Retargeted(poses, trans, motion.fps, driven, errors, transfer_errors, rest_mismatch, preview, motion.name, joint_map.name)
+    return Retargeted(poses, trans, motion.fps, driven, errors, transfer_errors, rest_mismatch, preview, motion.name,
+                      joint_map.name, twists)
 
 
-def _direction_errors(poses: np.ndarray, points: _SourcePoints):
-    """Degrees (T, 55) between each aimed SMPL-X bone, from FK of the output axis-angle, and the source bone;
-    and the FK joints (T, 55, 3) in canonical axes."""
+def _direction_errors(poses: np.ndarray, points: _SourcePoints, calibration: np.ndarray):
+    """Degrees (T, 55) between each aimed SMPL-X bone, from FK of the output axis-angle, and the source bone
+    (the bone as the rig's calibration places it: calibration[j]^T turns the rest segment); and the FK joints
+    (T, 55, 3) in canonical axes."""
     rot = Rotation.from_rotvec(poses.reshape(-1, 3)).as_matrix().reshape(len(poses), NUM_JOINTS, 3, 3)
     rot[:, 0] = Z_UP_TO_Y_UP @ rot[:, 0]  # back to canonical axes for the comparison
     joints = forward_kinematics(torch.from_numpy(rot)).numpy()
@@ -285,7 +298,7 @@ def _direction_errors(poses: np.ndarray, points: _SourcePoints):
             continue
         origin, targets = aim_spec
         # Both ends are rigid in joint j's frame: place them with its posed global rotation.
-        start, end = (joints[:, j] + (point - REST_JOINTS[j]) @ np.swapaxes(globals_[:, j], -1, -2)
+        start, end = (joints[:, j] + (point - REST_JOINTS[j]) @ calibration[j] @ np.swapaxes(globals_[:, j], -1, -2)
                       for point in (REST_JOINTS[JOINT_INDEX[origin]], _smplx_rest_point(name, targets)))
         source = _source_segment(name, aim_spec, points, posed=True)
         errors[:, j] = angle_between(end - start, source[1] - source[0])
