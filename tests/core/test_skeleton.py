@@ -11,6 +11,7 @@ from scipy.spatial.transform import Rotation
 from smplx.joint_names import JOINT_NAMES as SMPLX_JOINT_NAMES
 
 from dposerx_blender.core import skeleton as sk
+from training.conventions import amass_stats_path
 
 I = sk.JOINT_INDEX
 # The well-known SMPL-X kinematic tree (kintree_table[0] of SMPLX_NEUTRAL, first 55 joints).
@@ -329,3 +330,20 @@ def test_fk_gradients_flow_to_rot_mats():
         return sk.forward_kinematics(full)[:, [I["left_wrist"], I["left_thumb3"]]]
 
     assert torch.autograd.gradcheck(fk_of, (base[:, chosen].clone().requires_grad_(True),))
+
+
+AMASS_STATS = amass_stats_path()  # ../shared/reference next to the mocap folder
+
+
+@pytest.mark.skipif(not AMASS_STATS.exists(), reason="AMASS reference statistics not found")
+def test_rest_skeleton_has_the_smplx_convention():
+    """The AMASS mean pose (real SMPL-X fits) stands on our skeleton: its neck and head do not hunch forward.
+    Before the skeleton's bone directions were estimated (training/calibrate_skeleton.py) the same pose bent
+    spine2->spine3 26 degrees and neck->head 47 degrees forward."""
+    mean = np.load(AMASS_STATS)["mean"].reshape(21, 3)
+    rot = identity_rot_mats(1)
+    rot[0, 1:22] = torch.as_tensor(Rotation.from_rotvec(mean).as_matrix())
+    joints = sk.forward_kinematics(rot)[0].numpy()
+    for a, b in (("spine1", "spine2"), ("spine2", "spine3"), ("spine3", "neck"), ("neck", "head")):
+        v = joints[I[b]] - joints[I[a]]
+        assert abs(np.degrees(np.arctan2(v[2], v[1]))) < 20, (a, b)
