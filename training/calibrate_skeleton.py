@@ -9,8 +9,7 @@ Reference: `../shared/reference/amass_body_pose_stats.npz`, the AMASS training-s
 2. Rig calibration: per rig and joint in RIG_JOINTS, the constant rotation C_j (in the bone's own frame) that
    makes the rig's mean rotation over its standing frames equal to the CMU ASF skeleton's (the original
    capture skeleton, the reference). A change C_j gives L'_j = C_parent^T L_j C_j, so the chain is solved from
-   the root: C_j = mean(L_j)^-1 C_parent M_ref_j. Hips keep only the swing part (their twist is the leg's,
-   settled by the knee hinge). Left and right are averaged with their mirror images.
+   the root: C_j = mean(L_j)^-1 C_parent M_ref_j. Left and right are averaged with their mirror images.
 3. Skeleton: over all calibrated training frames of all rigs, the same chain solve against the AMASS mean for
    SKELETON_JOINTS gives D_j; its swing part turns the rest bone (the joint's children and tip are rotated
    about it, lengths kept): the new rest bone points where the captured bone points in the SMPL-X convention.
@@ -37,9 +36,10 @@ from .mocap.sources import mocap_root
 REFERENCE_RIG = "cmu_asf"
 ITERATIONS = 3
 _SIDES = ("left_", "right_")
-RIG_JOINTS = ("left_hip", "right_hip", "spine1", "spine2", "left_ankle", "right_ankle", "spine3", "left_foot",
-              "right_foot", "neck", "left_collar", "right_collar", "head")
-SWING_ONLY = ("left_hip", "right_hip")
+# Where rigs place landmarks differently (spine joints, the clavicle's origin, the head's end). Legs are left
+# out: hips, ankles and feet differ between rigs' standing frames by stance (iClone's dancers turn their feet
+# out), and calibrating them made held-out standing frames agree worse with CMU ASF (docs/data.md).
+RIG_JOINTS = ("spine1", "spine2", "spine3", "neck", "left_collar", "right_collar", "head")
 SKELETON_JOINTS = ("spine1", "spine2", "left_ankle", "right_ankle", "spine3", "left_foot", "right_foot", "neck",
                    "left_collar", "right_collar", "head")
 
@@ -104,8 +104,7 @@ def symmetric(corrections: dict[str, Rotation]) -> dict[str, Rotation]:
     return out
 
 
-def solve_chain(poses: np.ndarray, targets: dict[str, Rotation], joints: tuple[str, ...],
-                swing_only: tuple[str, ...] = ()) -> dict[str, Rotation]:
+def solve_chain(poses: np.ndarray, targets: dict[str, Rotation], joints: tuple[str, ...]) -> dict[str, Rotation]:
     """Per joint in `joints`, C_j = mean(L_j)^-1 C_parent M_j (root first; other joints keep C = I)."""
     corrections: dict[str, Rotation] = {}
     for j, name in enumerate(JOINT_NAMES):
@@ -113,7 +112,7 @@ def solve_chain(poses: np.ndarray, targets: dict[str, Rotation], joints: tuple[s
             continue
         parent = corrections.get(JOINT_NAMES[PARENTS[j]], Rotation.identity())
         c = mean_rotation(poses, j).inv() * parent * targets[name]
-        corrections[name] = _swing(c, bone_direction(name)) if name in swing_only else c
+        corrections[name] = c
     return symmetric(corrections)
 
 
@@ -126,8 +125,9 @@ def rig_calibrations(poses: dict[str, np.ndarray], maps: dict) -> dict[str, dict
         stand = p[standing(p)]
         driven = tuple(n for n in RIG_JOINTS if n in maps[rig].joints and maps[rig].aim(n) is not None)
         # On top of what the rig's map already applies (each pass refines the previous calibration).
-        previous = {n: Rotation.from_rotvec(np.radians(v)) for n, v in maps[rig].calibration.items()}
-        new = solve_chain(stand, targets, driven, SWING_ONLY) if rig != REFERENCE_RIG else {}
+        previous = {n: Rotation.from_rotvec(np.radians(v)) for n, v in maps[rig].calibration.items()
+                    if n in RIG_JOINTS}
+        new = solve_chain(stand, targets, driven) if rig != REFERENCE_RIG else {}
         print(f"  {rig}: {len(stand)} standing frames of {len(p)}", flush=True)
         out[rig] = {n: previous.get(n, Rotation.identity()) * new.get(n, Rotation.identity())
                     for n in set(previous) | set(new)}

@@ -12,10 +12,11 @@ bone's own frame (global G_j -> G_j C_j; local rotations follow as L'_j = C_pare
   knees +X, in the T-pose frame; bones off that axis (foot, hand) are swung back onto their aimed directions.
   Then the forearm or shank alone is rolled so that the hinge carries no mean twist of its own.
 - Rig calibration, per joint map (`[calibration]` in its TOML, axis-angle in degrees): where a rig's landmarks
-  differ from SMPL-X's (a clavicle starting on the midline, a spine joint placed lower, a foot bone ending
-  elsewhere), the same standing pose gives different rotations. `python -m training.calibrate_skeleton`
-  estimates these from standing frames against the CMU ASF skeleton, and the rest skeleton's geometry
-  (core/skeleton.py) from all rigs' frames against AMASS.
+  differ from SMPL-X's (a clavicle starting on the midline, a spine joint placed lower, another head end),
+  the same standing pose gives different rotations. `python -m training.calibrate_skeleton` estimates these
+  (spine, neck, head, collars) from standing frames against the CMU ASF skeleton, and the rest skeleton's
+  geometry (core/skeleton.py) from all rigs' frames against AMASS.
+Rig calibration is applied first, then the limb roll; joints the source leaves out follow their parent.
 """
 from __future__ import annotations
 
