@@ -172,7 +172,8 @@ def _command(state: dict) -> str:
     stored = json.loads(state["args"])
     flags = ["part", "steps", "batch", "lr", "warmup", "hidden", "embed", "blocks", "dropout", "seed"]
     masked = {"True": " --masked", "False": " --no-masked"}.get(stored.get("masked"), "")
-    return " ".join(f"--{k} {stored[k]}" for k in flags) + (masked if stored["part"] == "body" else "")
+    init = f" --init {stored['init']}" if stored.get("init") not in (None, "None") else ""
+    return " ".join(f"--{k} {stored[k]}" for k in flags) + (masked if stored["part"] == "body" else "") + init
 
 
 if __name__ == "__main__":

@@ -193,6 +193,8 @@ def parse_args(argv=None):
     parser.add_argument("--data", type=Path, default=ROOT / "data")
     parser.add_argument("--runs", type=Path, default=ROOT / "runs")
     parser.add_argument("--resume", action="store_true")
+    parser.add_argument("--init", type=Path, default=None,
+                        help="start from the EMA weights of this best.pt (fine-tuning after a data change)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     args = parser.parse_args(argv)
@@ -227,6 +229,9 @@ def main(argv=None) -> None:
     if args.part == "whole":
         part_checkpoints = {p: torch.load(args.runs / p / "best.pt", weights_only=True) for p in PART_DIMS}
     model = build_model(args.part, args, part_checkpoints).to(device)
+    if args.init is not None:
+        init = torch.load(args.init, weights_only=True)
+        model.load_state_dict(init["ema"])
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.RAdam(trainable, lr=args.lr, betas=(0.9, 0.999), eps=1e-8)
     ema = Ema(model)
