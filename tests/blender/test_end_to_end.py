@@ -109,6 +109,7 @@ def test_clean_mocap_over_twelve_frames():
     ob, rig, before = skeleton(noisy[0])
     rig_bridge.key_track(rig, noisy, range(55), np.arange(1, 16, dtype=float))
     settings = bpy.context.scene.dposerx
+    settings.clean_action_range = False
     settings.clean_start, settings.clean_end = 2, 13
     snap = snapshot()
     assert bpy.ops.dposerx.clean_mocap() == {'FINISHED'}
