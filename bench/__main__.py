@@ -21,7 +21,7 @@ from dposerx_blender.core.weights import load_prior
 from training.evaluate import to_model
 from training.train import load_split
 
-from . import completion, denoising, generation, report, speed
+from . import completion, denoising, generation, noise, report, speed
 from .gmm import load_or_fit, sample_gmm
 from .settings import FULL, QUICK
 from .vposer import load_or_train, sample_vposer
@@ -86,16 +86,22 @@ def run_completion(mode, data_dir, prior, combined, methods_body, seed, clock) -
 
 
 def run_denoising(mode, data_dir, prior, seed, clock) -> dict:
-    test_clips = denoising.clips(data_dir, "test", mode.denoise_clips, mode.clip_frames)
-    val_tracks = denoising.clips(data_dir, "val", None, None)
-    conditions = [("rotation", s) for s in mode.rotation_noise] + [("jitter", j) for j in mode.jitter]
-    out = {}
-    for kind, level in conditions:
-        label = f"rotation {level:g} rad" if kind == "rotation" else f"positional jitter {level:g} mm"
-        out[label] = denoising.evaluate(prior, test_clips, val_tracks, kind, level, seed)
-        clock.log(f"denoising {label}: {out[label]}")
-    return {"conditions": out, "clips": len(test_clips), "clip_frames": mode.clip_frames,
-            "val_frames": int(sum(len(t) for t in val_tracks))}
+    test_takes = denoising.clips(data_dir, "test", mode.denoise_min_frames, mode.denoise_takes)
+    val_tracks = denoising.clips(data_dir, "val")
+    out, verdicts = {}, {}
+    for kind in noise.KINDS:
+        out[kind] = denoising.evaluate(prior, test_takes, val_tracks, kind, seed)
+        verdicts[kind] = denoising.verdict(out[kind], kind, kind in noise.GLITCH_KINDS)
+        clock.log(f"denoising {kind}: {out[kind]} -> {verdicts[kind]}")
+    kept = denoising.clean_kept(prior, test_takes, seed)
+    clock.log(f"denoising clean input kept: {kept}")
+    body, whole = denoising.speed_tracks(data_dir, mode.speed_frames, seed)
+    speeds = {"body": speed.denoising_speed(prior, body), "whole body": speed.denoising_speed(prior, whole)}
+    clock.log(f"denoising speed: {speeds}")
+    return {"conditions": out, "verdicts": verdicts, "clean_kept": kept, "speed": speeds,
+            "takes": len(test_takes), "test_frames": int(sum(len(t) for t in test_takes)),
+            "min_frames": mode.denoise_min_frames, "val_takes": len(val_tracks),
+            "val_frames": int(sum(len(t) for t in val_tracks)), "speed_frames": mode.speed_frames}
 
 
 def run_generation(mode, prior, train, test, val, gmm, vae, seed, clock) -> dict:
@@ -119,13 +125,9 @@ def run_speed(mode, data_dir, prior, clock) -> dict:
     poses = model_to_pose(completion.test_poses(data_dir, mode.speed_poses, with_hands=False).double().numpy())
     observed = np.ones(NUM_JOINTS, bool)
     observed[list(OCCLUSION_GROUPS["left_leg"])] = False
-    with np.load(data_dir / "tracks" / "test.npz") as tracks:
-        track = tracks["poses"][:mode.speed_frames].astype(np.float64)  # consecutive takes, cut at the length
     out = {"completion": speed.completion_speed(prior, poses, observed, 10),
            "completion, 1 pose": speed.completion_speed(prior, poses[:1], observed, 10)}
     clock.log(f"speed completion: {out['completion']}")
-    out["denoising"] = speed.denoising_speed(prior, track)
-    clock.log(f"speed denoising: {out['denoising']}")
     out["generation DDIM 10"] = speed.generation_speed(prior, mode.speed_generated, "ddim", 10)
     measured = speed.generation_speed(prior, mode.speed_generated, "euler_maruyama", mode.speed_em_steps)
     scale = 1000 / mode.speed_em_steps
@@ -136,8 +138,7 @@ def run_speed(mode, data_dir, prior, clock) -> dict:
     clock.log(f"speed generation: {out['generation DDIM 10']} {out['generation Euler-Maruyama 1000']}")
     out["keyframes"] = speed.keyframe_speed(mode.keyframe_frames)
     clock.log(f"speed keyframes: {out['keyframes']}")
-    return {**out, "completion_poses": mode.speed_poses, "track_frames": len(track),
-            "generated": mode.speed_generated}
+    return {**out, "completion_poses": mode.speed_poses, "generated": mode.speed_generated}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -147,6 +148,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="torch CPU threads (default 1: on shared cores, spinning extra threads slow torch down)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--data", type=Path, default=ROOT / "data")
+    parser.add_argument("--only", choices=("denoising",),
+                        help="run one section and replace only it in docs/benchmarks.md")
     args = parser.parse_args(argv)
     mode = QUICK if args.quick else FULL
     torch.set_num_threads(args.threads)
@@ -156,9 +159,20 @@ def main(argv: list[str] | None = None) -> None:
     load_at_start = os.getloadavg()[0]
     manifest = json.loads((args.data / "manifest.json").read_text())
     data_hash, tracks_hash = manifest["content_sha256"], manifest["tracks"]["test"]["sha256"]
+    cache = ROOT / "runs" / "bench"
+    if args.only == "denoising":
+        results = {**started, "mode": mode.name, "seed": args.seed, "threads": torch.get_num_threads(),
+                   "tracks_hash": tracks_hash, "command": report.command(mode.name) + " --only denoising",
+                   "denoising": run_denoising(mode, args.data, load_prior(variant="fused"), args.seed, clock)}
+        results["seconds"] = time.perf_counter() - clock.start
+        results["load"] = (load_at_start, os.getloadavg()[0])
+        cache.mkdir(parents=True, exist_ok=True)
+        (cache / f"results_{mode.name}_denoising.json").write_text(json.dumps(results, indent=1))
+        report.replace_denoising(results, ROOT / "docs")
+        clock.log("replaced the Denoising section of docs/benchmarks.md")
+        return
     train, val, test = (load_split(args.data, "body", s)["poses"].astype(np.float64) for s in ("train", "val", "test"))
     prior, combined = load_prior(variant="fused"), load_prior(variant="combined")
-    cache = ROOT / "runs" / "bench"
     gmm_path = cache / f"gmm{GMM_COMPONENTS}_seed{args.seed}_{data_hash[:16]}.npz"
     gmm, gmm_log = load_or_fit(train, gmm_path, components=GMM_COMPONENTS, seed=args.seed)
     clock.log(f"GMM: {gmm_log}")

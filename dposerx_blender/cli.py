@@ -64,7 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
     denoise = commands.add_parser("denoise", parents=[io], help="clean a noisy motion track",
                                   description="Denoise one motion 'poses' (T, 165); every other key is kept.")
     denoise.add_argument("--fps", type=float, help="frame rate (default: the file's, else 30)")
-    denoise.add_argument("--strength", type=float, default=1.0, help="prior and smoothness, 1 = tuned (default 1)")
+    denoise.add_argument("--strength", type=float, default=1.0,
+                         help="smoothing time scale: 1 = the noise measured in the track, 2 = twice as smooth, "
+                              "0 = no change (default 1)")
     denoise.add_argument("--lock", type=_names, default=[], metavar="JOINT[,JOINT]",
                          help="SMPL-X joint names kept exactly, e.g. left_wrist,right_wrist")
 

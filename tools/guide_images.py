@@ -161,26 +161,80 @@ def figure_point(offset, slot) -> np.ndarray:
     return slot + rotation @ offset
 
 
-def clean_picture(track) -> None:
-    """Frames 1 and 12 of a held-out track (turned upright) with noise (grey) and after Clean Mocap (blue)."""
-    frames = np.arange(1, 25, dtype=float)
-    noisy = track[:24] + np.random.default_rng(0).normal(0, 0.1, (24, 165)) * (np.arange(165) >= 3)
-    noisy[:, :3] = 0.0
+def noisy_capture(track) -> np.ndarray:
+    """A held-out take (turned upright) with capture noise: 0.04 rad jitter on the body, the left knee spun
+    70 degrees on frames 41-43 and the right forearm twisted half a turn on frames 91-94 (1-based)."""
+    from scipy.spatial.transform import Rotation
+
+    rng = np.random.default_rng(0)
+    noisy = track.copy().reshape(len(track), 55, 3)
+    noisy[:, 0] = 0.0
+    noisy[:, 1:22] += rng.normal(0, 0.04, (len(track), 21, 3))
+    for frames, joint, turn in ((slice(40, 43), "left_knee", (np.radians(70), 0, 0)),
+                                (slice(90, 94), "right_elbow", (np.pi, 0, 0))):
+        j = rig_bridge.JOINT_NAMES.index(joint)
+        noisy[frames, j] = (Rotation.from_rotvec(noisy[frames, j]) * Rotation.from_rotvec(turn)).as_rotvec()
+    return noisy.reshape(len(track), 165)
+
+
+def clean_pictures(track) -> None:
+    """Before/after figures at a glitch frame, and the left knee's F-curves before and after (as the Graph
+    Editor draws them, sampled from the action's keys), from one Clean Mocap run on the whole action."""
+    clean = track.copy()
+    clean[:, :3] = 0.0
+    noisy = noisy_capture(track)
+    frames = np.arange(1, len(track) + 1, dtype=float)
     ob = new_skeleton(noisy[0])
-    rig_bridge.key_track(rig_bridge.find_rig(ob), noisy, range(55), frames)
+    rig = rig_bridge.find_rig(ob)
+    rig_bridge.key_track(rig, noisy, range(55), frames)
+    knee = f'pose.bones["left_knee"].{rig_bridge.rotation_path(ob.pose.bones["left_knee"].rotation_mode)}'
+    curves_before = knee_curves(ob, knee, frames)
     picture = Picture("Clean")
-    shown = (1, 12)
-    for frame in shown:
-        bpy.context.scene.frame_set(frame)
-        picture.add(ob, f"noisy, frame {frame}", GREY)
-    settings = bpy.context.scene.dposerx
-    settings.clean_start, settings.clean_end = 1, 24
-    run(bpy.ops.dposerx.clean_mocap)
-    for frame in shown:
-        bpy.context.scene.frame_set(frame)
-        picture.add(ob, f"cleaned, frame {frame}")
+    shown = 42
+    reference = new_skeleton(clean[shown - 1])
+    picture.add(reference, "capture (no noise)", GREY)
+    bpy.context.view_layer.objects.active = ob
+    bpy.context.scene.frame_set(shown)
+    picture.add(ob, f"noisy, frame {shown}", GREY)
+    run(bpy.ops.dposerx.clean_mocap)  # Whole Action: frames 1..150
+    bpy.context.scene.frame_set(shown)
+    picture.add(ob, f"Clean Mocap, frame {shown}")
     bpy.context.scene.frame_set(1)
     picture.render("guide_clean.png")
+    curves_picture(frames, curves_before, knee_curves(ob, knee, frames))
+
+
+def knee_curves(ob, data_path: str, frames) -> np.ndarray:
+    from dposerx_blender.blender.keyframes import evaluate_channel, object_channelbag
+
+    return evaluate_channel(object_channelbag(ob, create=False), data_path, 4, frames, np.r_[1.0, 0, 0, 0])
+
+
+def curves_picture(frames, before, after) -> None:
+    """The knee's W, X, Y, Z quaternion curves on the Graph Editor's dark grid, before (thin) and after."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 3.6), facecolor="#303030")
+    ax.set_facecolor("#393939")
+    colours = ("#c8c8c8", "#ff5050", "#60d060", "#5a8cff")  # W, X, Y, Z as Blender colours channels
+    for k, (name, colour) in enumerate(zip("WXYZ", colours)):
+        ax.plot(frames, before[:, k], color=colour, lw=0.7, alpha=0.45)
+        ax.plot(frames, after[:, k], color=colour, lw=1.6, label=f"{name} after")
+    ax.axvspan(41, 43, color="#ffaa00", alpha=0.15)
+    ax.annotate("glitch: knee spun 70° (frames 41-43)", (44, 0.55), color="#ffcc66", fontsize=8)
+    ax.grid(color="#4a4a4a", lw=0.6)
+    ax.tick_params(colors="#d0d0d0", labelsize=8)
+    ax.set_xlabel("frame", color="#d0d0d0")
+    ax.set_title("left_knee rotation_quaternion: noisy keys (faint) and after Clean Mocap", color="#e0e0e0",
+                 fontsize=10)
+    ax.legend(fontsize=7, ncol=4, facecolor="#303030", labelcolor="#e0e0e0", loc="upper right")
+    fig.tight_layout()
+    fig.savefig(OUT / "guide_clean_curves.png", dpi=100, facecolor=fig.get_facecolor())
+    plt.close(fig)
+    print(f"wrote {OUT / 'guide_clean_curves.png'}", flush=True)
 
 
 def library_picture() -> None:
@@ -198,17 +252,22 @@ def library_picture() -> None:
 
 
 def main() -> None:
+    """All pictures, or with arguments only those named (skeleton complete vary pin clean library)."""
+    import sys
+
+    wanted = set(sys.argv[1:]) or {"skeleton", "complete", "vary", "pin", "clean", "library"}
     started = time.perf_counter()
     bpy.ops.wm.read_factory_settings(use_empty=True)
     dposerx_blender.register()
     bpy.context.preferences.addons.new().module = ADDON_PACKAGE  # what enabling the extension does
     heldout = np.load(HELDOUT)
-    skeleton_picture(heldout["poses"])
-    complete_picture(heldout["poses"])
-    vary_picture(heldout["poses"])
-    pin_picture(heldout["poses"])
-    clean_picture(heldout["tracks"][0])
-    library_picture()
+    pictures = {"skeleton": lambda: skeleton_picture(heldout["poses"]),
+                "complete": lambda: complete_picture(heldout["poses"]), "vary": lambda: vary_picture(heldout["poses"]),
+                "pin": lambda: pin_picture(heldout["poses"]), "clean": lambda: clean_pictures(heldout["tracks"][0]),
+                "library": library_picture}
+    for name, make in pictures.items():
+        if name in wanted:
+            make()
     print(f"done in {time.perf_counter() - started:.0f} s")
 
 

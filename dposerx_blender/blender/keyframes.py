@@ -111,6 +111,37 @@ def keyed_range(channelbag) -> tuple[int, int] | None:
     return (math.floor(min(frames)), math.ceil(max(frames))) if frames else None
 
 
+def key_frames(fcurve) -> np.ndarray | None:
+    """The frames of an F-curve's keys (None for no F-curve)."""
+    if fcurve is None:
+        return None
+    co = np.empty(2 * len(fcurve.keyframe_points), dtype=np.float32)
+    fcurve.keyframe_points.foreach_get("co", co)
+    return co[0::2]
+
+
+def update_keys(fcurve, frames: np.ndarray, values: np.ndarray) -> int:
+    """Set the keys of `fcurve` within [frames[0], frames[-1]] to `values` (T,) sampled at `frames` (linear
+    between samples for sub-frame keys), moving each key's handles with it: interpolation, handle types and
+    every other key stay as they were. Returns the number of keys set."""
+    points = fcurve.keyframe_points
+    co = np.empty(2 * len(points), dtype=np.float32)
+    points.foreach_get("co", co)
+    inside = (co[0::2] >= frames[0] - 1e-3) & (co[0::2] <= frames[-1] + 1e-3)
+    if not inside.any():
+        return 0
+    delta = np.zeros(len(points))
+    delta[inside] = np.interp(co[0::2][inside], frames, values) - co[1::2][inside]
+    co[1::2] += delta
+    points.foreach_set("co", co)
+    for handle in ("handle_left", "handle_right"):
+        points.foreach_get(handle, co)
+        co[1::2] += delta
+        points.foreach_set(handle, co)
+    fcurve.update()
+    return int(inside.sum())
+
+
 def evaluate_channel(channelbag, data_path: str, size: int, frames: np.ndarray, fallback) -> np.ndarray:
     """Values (T, size) of `data_path` at `frames`; indices without an F-curve (or with no keys) take `fallback`
     (size,)."""

@@ -88,10 +88,13 @@ class DPOSERX_PT_clean(_Panel, bpy.types.Panel):
 
     def draw(self, context):
         layout, settings = self.layout, context.scene.dposerx
+        layout.prop(settings, "clean_action_range")
         row = layout.row(align=True)
+        row.active = not settings.clean_action_range
         row.prop(settings, "clean_start")
         row.prop(settings, "clean_end")
         layout.prop(settings, "clean_strength")
+        layout.prop(settings, "clean_add_curves")
         layout.operator("dposerx.clean_mocap", icon='MOD_SMOOTH')
 
 

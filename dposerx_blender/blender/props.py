@@ -58,10 +58,18 @@ class DPOSERX_PG_settings(bpy.types.PropertyGroup):
     pin_cursor: BoolProperty(name="Active Bone to 3D Cursor", default=False,
                              description="Also pin the active bone to the 3D cursor")
     # Clean Mocap
+    clean_action_range: BoolProperty(name="Whole Action", default=True,
+                                     description="Clean the active action's keyed frame range (off: from Start "
+                                                 "to End)")
     clean_start: IntProperty(name="Start", default=1, description="First frame to clean")
     clean_end: IntProperty(name="End", default=250, description="Last frame to clean")
     clean_strength: FloatProperty(name="Strength", default=1.0, min=0.0, max=2.0,
-                                  description="How much noise to remove")
+                                  description="1: remove the noise measured in the capture; 2: twice as smooth "
+                                              "(half the cut-off frequency); 0: no change. Glitches and frozen "
+                                              "frames are re-filled at any strength above 0")
+    clean_add_curves: BoolProperty(name="Key Still Bones", default=False,
+                                   description="Also key bones that have no rotation curves (off: only existing "
+                                               "curves change, on the frames that have keys)")
     # Generate Pose Library
     library_count: IntProperty(name="Count", default=8, min=1, max=1000, description="Number of poses")
     diversity: FloatProperty(name="Diversity", default=1.0, min=0.1, max=2.0,

@@ -226,6 +226,54 @@ def key_track(rig: Rig, poses: np.ndarray, joints, frames: np.ndarray) -> None:
     keyframes.write_channels(keyframes.object_channelbag(rig.object), channels, frames)
 
 
+def keyed_joints(rig: Rig, start: float, end: float) -> np.ndarray:
+    """(55,) bool: the joints whose bone has a rotation F-curve with keys in [start, end]."""
+    channelbag = keyframes.object_channelbag(rig.object, create=False)
+    keyed = np.zeros(55, bool)
+    if channelbag is None:
+        return keyed
+    for j, name in enumerate(rig.bone_names):
+        mode = rig.object.pose.bones[name].rotation_mode
+        path = f'pose.bones["{name}"].{rotation_path(mode)}'
+        curves = [channelbag.fcurves.find(path, index=i) for i in range(4 if mode in ("QUATERNION", "AXIS_ANGLE")
+                                                                         else 3)]
+        keyed[j] = any(((f >= start - 1e-3) & (f <= end + 1e-3)).any() for f in map(keyframes.key_frames, curves)
+                       if f is not None)
+    return keyed
+
+
+def update_track_keys(rig: Rig, poses: np.ndarray, joints, frames: np.ndarray, add_curves: bool = False) -> int:
+    """Write `joints` of poses (T, 165), sampled at every frame of `frames` (T,), into the keys the rig's
+    rotation curves already have in that span (see keyframes.update_keys): sparse or dense, each curve keeps
+    its keys' frames and interpolation. Bones without a rotation curve get none, unless `add_curves`: then
+    they are keyed on every frame (key_track). Returns the number of keys written."""
+    channelbag = keyframes.object_channelbag(rig.object)
+    written, missing = 0, []
+    for channel in pose_channels(rig, poses, joints, frames[0], frames):
+        curves = [channelbag.fcurves.find(channel.data_path, index=i) for i in range(channel.values.shape[1])]
+        if not any(curves):
+            missing.append(channel)
+            continue
+        current = keyframes.evaluate_channel(channelbag, channel.data_path, len(curves), frames, channel.values[0])
+        values = _nearest_equivalent(channel, current)
+        written += sum(keyframes.update_keys(c, frames, values[:, i]) for i, c in enumerate(curves) if c)
+    if add_curves and missing:
+        keyframes.write_channels(channelbag, missing, frames)
+        written += sum(c.values.size for c in missing)
+    return written
+
+
+def _nearest_equivalent(channel: keyframes.Channel, current: np.ndarray) -> np.ndarray:
+    """The channel's values as the same rotations written nearest to the curves' current values: quaternion
+    sign per frame, Euler angles by whole turns (so sparse keys keep interpolating the way they did)."""
+    values = channel.values
+    if channel.data_path.endswith("rotation_quaternion"):
+        return np.where(((values * current).sum(1) < 0)[:, None], -values, values)
+    if channel.data_path.endswith("rotation_euler"):
+        return values + 2 * np.pi * np.round((current - values) / (2 * np.pi))
+    return values
+
+
 def rest_joints(rig: Rig) -> np.ndarray:
     """Rest joint positions (55, 3) in metres, SMPL-X frame, pelvis at the origin (for FK on this skeleton)."""
     heads = np.array([rig.object.data.bones[name].head_local for name in rig.bone_names])

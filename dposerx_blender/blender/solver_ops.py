@@ -241,19 +241,37 @@ class DPOSERX_OT_add_pin(bpy.types.Operator):
 
 
 class DPOSERX_OT_clean_mocap(JobOperator, bpy.types.Operator):
-    """Denoise the active action over the frame range; locked bones stay untouched"""
+    """Clean the captured motion of the active action: remove jitter, re-fill glitches and frozen frames. Only
+    keys that exist change (their frames and interpolation stay); locked bones stay untouched"""
     bl_idname = "dposerx.clean_mocap"
     bl_label = "Clean Mocap"
 
     def plan(self, context):
+        from .keyframes import keyed_range, object_channelbag
+
         settings, scene = context.scene.dposerx, context.scene
         rig = rig_bridge.find_rig(context.object)
-        start, end = settings.clean_start, settings.clean_end
-        if end <= start:
-            raise DPoserError(f"The frame range {start}..{end} is empty or reversed: End must be after Start.")
-        if not _has_keys(rig.object, start, end):
-            raise DPoserError(f"'{rig.object.name}' has no keys in frames {start}..{end}: nothing to clean.")
+        if settings.clean_action_range:
+            keyed = keyed_range(object_channelbag(rig.object, create=False))
+            if keyed is None:
+                raise DPoserError(f"'{rig.object.name}' has no animation to clean: key it or import a capture.")
+            start, end = keyed
+            if end <= start:
+                raise DPoserError(f"'{rig.object.name}' is keyed on frame {start} only: nothing to clean.")
+        else:
+            start, end = settings.clean_start, settings.clean_end
+            if end <= start:
+                raise DPoserError(f"The frame range {start}..{end} is empty or reversed: End must be after Start.")
+            if not _has_keys(rig.object, start, end):
+                raise DPoserError(f"'{rig.object.name}' has no keys in frames {start}..{end}: nothing to clean.")
+        add_curves = settings.clean_add_curves
         free = free_joints(rig, settings, require_locked=False)
+        keyed = rig_bridge.keyed_joints(rig, start, end)
+        if not add_curves:
+            free &= keyed
+            if not free.any():
+                raise DPoserError(f"No unlocked bone of the chosen parts has rotation keys in frames {start}..{end}: "
+                                  "nothing to clean (turn on Key Still Bones to key them).")
         frames = np.arange(start, end + 1, dtype=np.float64)
         track = rig_bridge.read_track(rig, frames)
         fps, strength, seed = scene.render.fps / scene.render.fps_base, settings.clean_strength, settings.seed
@@ -265,18 +283,22 @@ class DPOSERX_OT_clean_mocap(JobOperator, bpy.types.Operator):
                                        progress=progress)
 
         def apply(result):
-            rig_bridge.key_track(rig, result, np.flatnonzero(free), frames)
-            return f"Cleaned {len(frames)} frames of {int(free.sum())} bones"
+            # Bones the cleaning left bit-exact keep their keys bit-exact too (nothing is re-derived for them).
+            changed = np.any(result.reshape(-1, 55, 3) != track.reshape(-1, 55, 3), axis=(0, 2)) & free
+            written = changed | (free & ~keyed) if add_curves else changed
+            keys = rig_bridge.update_track_keys(rig, result, np.flatnonzero(written), frames, add_curves)
+            return report_text(rig, np.flatnonzero(written),
+                               f"Cleaned frames {start}..{end}: {int(changed.sum())} bones changed, {keys} keys written")
 
         return Plan(work, apply)
 
 
 def _has_keys(ob, start: int, end: int) -> bool:
-    from .keyframes import object_channelbag
+    from .keyframes import key_frames, object_channelbag
 
     channelbag = object_channelbag(ob, create=False)
-    return channelbag is not None and any(start <= key.co[0] <= end for fcurve in channelbag.fcurves
-                                          for key in fcurve.keyframe_points)
+    return channelbag is not None and any(((f >= start) & (f <= end)).any()
+                                          for f in map(key_frames, channelbag.fcurves))
 
 
 class DPOSERX_OT_generate_library(JobOperator, bpy.types.Operator):

@@ -17,15 +17,18 @@ MAX_ROTATION_DEG = {
 HINGE_SLACK_DEG = 25  # knees may not bend forwards, nor elbows backwards, by more than this
 
 
+def limit_violations(pose: np.ndarray) -> np.ndarray:
+    """pose (..., 165) axis-angle -> (..., 55) bool: the body joints outside MAX_ROTATION_DEG or their hinge."""
+    by_joint = np.asarray(pose).reshape(pose.shape[:-1] + (55, 3))
+    bad = np.zeros(by_joint.shape[:-1], bool)
+    for name, limit in MAX_ROTATION_DEG.items():
+        bad[..., JOINT_INDEX[name]] = np.degrees(np.linalg.norm(by_joint[..., JOINT_INDEX[name], :], axis=-1)) > limit
+    # SMPL-X knees flex about +X; the left elbow (along +X at rest) flexes about -Y, the right one about +Y.
+    for name, axis, sign in (("left_knee", 0, 1), ("right_knee", 0, 1), ("left_elbow", 1, -1), ("right_elbow", 1, 1)):
+        bad[..., JOINT_INDEX[name]] |= sign * np.degrees(by_joint[..., JOINT_INDEX[name], axis]) < -HINGE_SLACK_DEG
+    return bad
+
+
 def within_limits(pose: np.ndarray) -> np.ndarray:
     """pose (..., 165) axis-angle -> (...) bool: every body joint inside MAX_ROTATION_DEG and the hinges."""
-    by_joint = np.asarray(pose).reshape(pose.shape[:-1] + (55, 3))
-    ok = np.ones(pose.shape[:-1], bool)
-    for name, limit in MAX_ROTATION_DEG.items():
-        ok &= np.degrees(np.linalg.norm(by_joint[..., JOINT_INDEX[name], :], axis=-1)) <= limit
-    # SMPL-X knees flex about +X; the left elbow (along +X at rest) flexes about -Y, the right one about +Y.
-    ok &= np.degrees(by_joint[..., JOINT_INDEX["left_knee"], 0]) >= -HINGE_SLACK_DEG
-    ok &= np.degrees(by_joint[..., JOINT_INDEX["right_knee"], 0]) >= -HINGE_SLACK_DEG
-    ok &= np.degrees(by_joint[..., JOINT_INDEX["left_elbow"], 1]) <= HINGE_SLACK_DEG
-    ok &= np.degrees(by_joint[..., JOINT_INDEX["right_elbow"], 1]) >= -HINGE_SLACK_DEG
-    return ok
+    return ~limit_violations(pose).any(-1)

@@ -14,16 +14,15 @@ from functools import partial
 import numpy as np
 import torch
 
-from . import solvers
+from . import cleaning, solvers
 from .errors import DPoserError
 from .layout import MODEL_DIM, POSE_DIM, joint_mask_to_model_mask, model_to_pose, pose_to_model
-from .rotations import axis_angle_to_matrix, axis_angle_to_quaternion, quaternion_to_axis_angle
+from .limits import limit_violations
+from .rotations import axis_angle_to_matrix
 from .skeleton import JOINT_NAMES, NUM_JOINTS, PARENTS, PART_JOINTS, forward_kinematics
 from .solvers import (SAMPLED_COMPLETION, SAMPLERS, SCHEDULES, Progress, Schedule, complete_by_sampling, dposer_term,
                       optimize, prior_energy, sample_ddim)
 from .sde import alpha_sigma
-
-_NOISE_PERIOD = 997  # frames: denoising noise is indexed by frame number modulo this (chunk-independent)
 
 
 @dataclass
@@ -169,16 +168,19 @@ def complete(prior, pose, observed, hypotheses: int = 10, seed: int = 0, strengt
 
 
 def denoise_track(prior, track, locked=None, fps: float = 30.0, strength: float = 1.0, seed: int = 0,
-                  chunk: int = 120, overlap: int = 16, frames_per_batch: int = 2048,
+                  chunk: int = cleaning.WINDOW, overlap: int = cleaning.OVERLAP, frames_per_batch: int = 2048,
                   progress: Progress | None = None, schedule: Schedule | None = None) -> np.ndarray:
-    """Clean a noisy motion (T, 165): per-frame prior + joint-position data term + temporal smoothness (DPoser's
-    motion denoising, whole body, joint and finger-tip positions through FK on the default skeleton).
+    """Clean a captured motion (T, 165): robust temporal smoothing of every joint's rotation with the noise
+    measured on the track itself, glitches and frozen frames re-filled rather than smeared (core.cleaning),
+    then the prior re-completes the joints of frames still outside anatomical limits (core.limits), and only
+    those (DPoser completion, `frames_per_batch` frames at a time).
 
-    Runs in windows of `chunk` frames overlapping by `overlap`, `frames_per_batch` frames at a time (bounded
-    memory for any length), cross-faded in the overlaps. The regulariser's noise is indexed by absolute frame
-    number, so a frame's result does not depend on how the track is cut. Locked joints come back bit-exact.
-    strength scales the prior and smoothness (1 = tuned, 0 = no change beyond the data term). `schedule`: with
-    "data", "smooth" and "prior" weights (default: looked up in SCHEDULES at the call).
+    strength scales the time scale of the smoothing: 1 = as much as the measured noise needs, 2 = twice as
+    smooth, 0 = no change. Joints that do not move, or carry no measurable noise, keep their good frames
+    bit-exact; locked joints and the global orientation always do. Long tracks run in windows of `chunk`
+    frames cross-faded over `overlap` (bounded memory). `schedule`: the completion schedule for the frames the
+    prior re-completes (default: SCHEDULES["complete"] at the call). See docs/benchmarks.md for the measured
+    behaviour.
     """
     poses, _ = _poses(track, "track")
     locked_mask = _joint_mask(locked, 1, "locked")[0]
@@ -186,77 +188,25 @@ def denoise_track(prior, track, locked=None, fps: float = 30.0, strength: float 
     _positive(chunk, "chunk", integer=True)
     if not 0 <= overlap < chunk / 2:
         raise DPoserError(f"overlap must be at least 0 and under half the chunk ({chunk}), got {overlap}")
-    schedule = (schedule or SCHEDULES["denoise"]).with_strength(_non_negative(strength, "strength"))
-    seed = _checked_seed(seed)
-    n_frames = len(poses)
-    length = min(chunk, n_frames)
-    starts = list(range(0, n_frames - length + 1, length - overlap)) if n_frames > chunk else [0]
-    if starts[-1] + length < n_frames:
-        starts.append(n_frames - length)
-    per_batch = max(1, frames_per_batch // length)
-    groups = [starts[i:i + per_batch] for i in range(0, len(starts), per_batch)]
-
-    with torch.no_grad():
-        x_all = _normalised(prior, poses)
-        target_all = _positions(prior, x_all, tips=True)
-    free = ~_model_mask(locked_mask)
-    velocity_scale = fps / 30.0  # smoothness is tuned on 30 fps tracks: compare motion per 1/30 s
-
-    quats = torch.zeros(n_frames, NUM_JOINTS, 4, dtype=torch.float64)
-    reference = axis_angle_to_quaternion(torch.from_numpy(poses).reshape(n_frames, NUM_JOINTS, 3))
-    weights = torch.zeros(n_frames, 1, 1, dtype=torch.float64)
-    ramp = torch.ones(length, dtype=torch.float64)
-    if overlap and n_frames > chunk:
-        rising = torch.arange(1, overlap + 1, dtype=torch.float64) / (overlap + 1)
-        ramp[:overlap], ramp[length - overlap:] = rising, rising.flip(0)
-
-    for g, group in enumerate(groups):
-        frames = torch.tensor([s + i for s in group for i in range(length)])
-        target = target_all[frames]
-
-        def joints(x, step):  # one forward kinematics pass per step, shared by the data and smoothness terms
-            if "joints" not in step.shared:
-                step.shared["joints"] = _positions(prior, x, tips=True)
-            return step.shared["joints"]
-
-        def data(x, step, target=target):
-            return (joints(x, step) - target).norm(dim=-1).mean(-1)
-
-        def smooth(x, step, windows=len(group)):
-            by_window = joints(x, step).reshape(windows, length, -1, 3)
-            return ((by_window[:, 1:] - by_window[:, :-1]).norm(dim=-1).mean(-1) * velocity_scale).reshape(-1)
-
-        generator = torch.Generator().manual_seed(seed)
-
-        def noise(_step, frames=frames, generator=generator):
-            return torch.randn(_NOISE_PERIOD, MODEL_DIM, generator=generator)[frames % _NOISE_PERIOD]
-
-        def group_progress(done, total, g=g):
-            if progress is not None:
-                progress(g * total + done, len(groups) * total)
-
-        terms = {"data": data, "smooth": smooth, "prior": dposer_term(prior.model, "constant", noise)}
-        x = optimize(x_all[frames], terms, schedule, free=free.expand(len(frames), -1), progress=group_progress)
-        result = _to_poses(prior, x, poses[frames.numpy()], np.broadcast_to(locked_mask, (len(frames), NUM_JOINTS)))
-        q = axis_angle_to_quaternion(torch.from_numpy(result).reshape(len(frames), NUM_JOINTS, 3))
-        q = torch.where((q * reference[frames]).sum(-1, keepdim=True) < 0, -q, q)
-        w = torch.cat([_window_weights(ramp, s, length, n_frames) for s in group])[:, None, None]
-        quats.index_add_(0, frames, w * q)
-        weights.index_add_(0, frames, w)
-    blended = quaternion_to_axis_angle(torch.nn.functional.normalize(quats / weights, dim=-1))
-    blended = blended.reshape(n_frames, POSE_DIM).numpy()
-    keep = np.repeat(np.r_[True, locked_mask[1:]], 3)
-    return np.where(keep, poses, blended)
-
-
-def _window_weights(ramp: torch.Tensor, start: int, length: int, n_frames: int) -> torch.Tensor:
-    """Cross-fade weights of one window: ramps inside the track, flat at the track's own ends."""
-    w = ramp.clone()
-    if start == 0:
-        w[: length // 2] = 1.0
-    if start + length == n_frames:
-        w[length // 2:] = 1.0
-    return w
+    _positive(frames_per_batch, "frames_per_batch", integer=True)
+    strength = _non_negative(strength, "strength")
+    generator = _generator(seed)
+    free = np.flatnonzero(~locked_mask[1:]) + 1
+    cleaned = cleaning.clean_track(poses, free, fps=fps, strength=strength, window=chunk, overlap=overlap,
+                                   progress=progress).poses
+    if strength == 0:
+        return cleaned
+    bad = limit_violations(cleaned) & ~locked_mask
+    frames = np.flatnonzero(bad.any(1))
+    for start in range(0, len(frames), frames_per_batch):
+        rows = frames[start:start + frames_per_batch]
+        with torch.no_grad():
+            x = _normalised(prior, cleaned[rows])
+        observed = ~bad[rows]
+        completed = solvers.complete(prior.model, x, _model_mask(observed), 1, schedule or SCHEDULES["complete"],
+                                     generator, progress)[:, 0]
+        cleaned[rows] = _to_poses(prior, completed, cleaned[rows], observed)
+    return cleaned
 
 
 def generate(prior, count: int, seed: int = 0, steps: int = 10, sampler: str = "ddim", temperature: float = 1.0,

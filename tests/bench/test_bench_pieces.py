@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from bench.filters import FILTERS, butterworth, tune
+from bench.filters import FILTERS, blender_butterworth, butterworth, tune
 from bench.gmm import MaxMixtureEnergy, fit_gmm, sample_gmm
 from bench.metrics import average_pairwise_distance, frechet_distance, precision_recall
 
@@ -65,3 +65,40 @@ def test_filter_tuning_picks_a_cutoff_between_signal_and_noise():
     best, errors = tune(grid, lambda c: float(np.abs(butterworth(noisy, c, fps) - clean).mean()))
     assert 1.5 <= best <= 8.0
     assert errors[best] < 0.2 * errors[max(grid)]
+
+
+def test_blender_butterworth_halves_its_cutoff_and_keeps_the_end_keys():
+    """Blender's Butterworth Smooth runs its filter forward and backward: a sine at the cutoff comes out at half
+    its amplitude (1/sqrt(2) per pass), a slow one passes, a fast one is gone; the first and last keys keep
+    their values (blend in/out 1)."""
+    fps, t = 30.0, np.arange(600) / 30.0
+    waves = np.stack([np.sin(2 * np.pi * f * t) for f in (0.3, 3.0, 10.0)], 1) + 2.0
+    out = blender_butterworth(waves, 3.0, fps)
+    middle = slice(150, 450)
+    amplitude = (out[middle] - 2.0).std(0) / (waves[middle] - 2.0).std(0)
+    np.testing.assert_allclose(amplitude, [1.0, 0.5, 0.0], atol=0.03)
+    np.testing.assert_array_equal(out[[0, -1]], waves[[0, -1]])
+
+
+def test_noise_kinds_do_what_they_say():
+    from bench.denoising import body_positions
+    from bench.noise import KINDS, flips, frozen, swaps
+
+    rng = np.random.default_rng(0)
+    track = np.random.default_rng(1).normal(scale=0.3, size=(300, 165))
+    track[:, 66:] = 0
+    for kind, noise in KINDS.items():
+        noisy = noise(track, np.random.default_rng(2))
+        assert noisy.shape == track.shape and np.isfinite(noisy).all()
+        assert np.array_equal(noisy[:, 66:], track[:, 66:]), kind  # the flat hands stay flat
+        if kind not in ("frozen frames", "video mix"):  # a dropout holds the whole pose
+            assert np.array_equal(noisy[:, :3], track[:, :3]), kind
+    twisted = flips(track, rng)
+    assert not np.allclose(twisted, track)
+    np.testing.assert_allclose(body_positions(twisted), body_positions(track), atol=1e-6)  # twist moves no joint
+    held = frozen(track, rng)
+    repeats = (held[1:] == held[:-1]).all(1)
+    assert repeats.any() and not (track[1:] == track[:-1]).all(1).any()
+    rest = np.zeros_like(track)
+    assert np.array_equal(swaps(rest, rng), rest)  # a rest pose is its own mirror image
+    assert not np.allclose(swaps(track, rng), track)

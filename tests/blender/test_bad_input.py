@@ -59,6 +59,7 @@ def frame_range(start, end, keyed=True):
         ob, rig = posed_rig(mpi_rig)
         if keyed:
             rig_bridge.key_track(rig, np.zeros((3, 165)), range(55), np.array([1.0, 2.0, 3.0]))
+        bpy.context.scene.dposerx.clean_action_range = False
         bpy.context.scene.dposerx.clean_start, bpy.context.scene.dposerx.clean_end = start, end
     return setup
 

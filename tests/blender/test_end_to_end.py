@@ -40,16 +40,12 @@ def free_rows(pose, locked=ARMS):
     return np.delete(pose.reshape(55, 3), keep, axis=0)
 
 
-def joint_error_mm(poses, reference):
-    """Mean joint-position distance (mm) between pose tracks (T, 165) on the project's skeleton."""
-    import torch
+def rotation_error_deg(poses, reference, joints) -> float:
+    """Mean geodesic angle (degrees) between the `joints` of pose tracks (T, 165)."""
+    from scipy.spatial.transform import Rotation
 
-    from dposerx_blender.core.rotations import axis_angle_to_matrix
-    from dposerx_blender.core.skeleton import forward_kinematics
-
-    def joints(p):
-        return forward_kinematics(axis_angle_to_matrix(torch.from_numpy(p).reshape(-1, 55, 3)))
-    return 1000 * float((joints(poses) - joints(reference)).norm(dim=-1).mean())
+    a, b = (Rotation.from_rotvec(p.reshape(-1, 55, 3)[:, joints].reshape(-1, 3)) for p in (poses, reference))
+    return float(np.degrees((a.inv() * b).magnitude()).mean())
 
 
 def key_frames(ob):
@@ -109,6 +105,7 @@ def test_clean_mocap_over_twelve_frames():
     ob, rig, before = skeleton(noisy[0])
     rig_bridge.key_track(rig, noisy, range(55), np.arange(1, 16, dtype=float))
     settings = bpy.context.scene.dposerx
+    settings.clean_action_range = False
     settings.clean_start, settings.clean_end = 2, 13
     snap = snapshot()
     assert bpy.ops.dposerx.clean_mocap() == {'FINISHED'}
@@ -121,8 +118,11 @@ def test_clean_mocap_over_twelve_frames():
         changed_frames |= set(old[np.any(old != new, axis=1), 0])
     assert changed_frames and changed_frames <= set(range(2, 14))
     cleaned = rig_bridge.read_track(rig, np.arange(2, 14, dtype=float))
-    noisy_mm, cleaned_mm = joint_error_mm(noisy[1:13], track[1:13]), joint_error_mm(cleaned, track[1:13])
-    assert cleaned_mm < 0.8 * noisy_mm  # closer to the clean track than the input was
+    # Closer to the clean track than the input was, on the bones it may change (the locked arms keep their noise,
+    # which moves every joint below them: compare rotations, not positions).
+    free = [j for j in range(1, 55) if j not in [JOINT_INDEX[name] for name in ARMS]]
+    noisy_deg, cleaned_deg = (rotation_error_deg(p, track[1:13], free) for p in (noisy[1:13], cleaned))
+    assert cleaned_deg < 0.7 * noisy_deg
     assert channels(rig, ARMS) == before
 
 

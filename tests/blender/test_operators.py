@@ -50,6 +50,7 @@ def test_clean_mocap_writes_the_range_only(make, calls):
     rig_bridge.key_track(rig, poses, range(55), np.arange(1, 13, dtype=float))
     before = locked_channels(rig)
     settings = bpy.context.scene.dposerx
+    settings.clean_action_range = False
     settings.clean_start, settings.clean_end = 3, 8
     bpy.context.scene.render.fps = 25
     snap = snapshot()

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dposerx_blender import cli
+from dposerx_blender import api, cli
 from dposerx_blender.core.skeleton import JOINT_INDEX, OCCLUSION_GROUPS
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -103,6 +103,8 @@ def test_denoise_keeps_every_other_key_and_the_locked_joints(capsys, tmp_path):
         kept = [0, JOINT_INDEX["left_wrist"], JOINT_INDEX["head"]]  # global orientation always passes through
         assert (joint_values(result["poses"], kept) == joint_values(track, kept)).all()
         assert not np.allclose(result["poses"], track)
+        locked = ~api.observed_mask(joints=["left_wrist", "head"])  # what the operator passes for locked bones
+        np.testing.assert_array_equal(result["poses"], api.denoise_track(api.load_prior(), track, locked, fps=60))
 
 
 def test_denoise_a_short_track(capsys, tmp_path):

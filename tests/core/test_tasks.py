@@ -142,16 +142,15 @@ def test_denoising_keeps_locked_joints_and_global_orientation_exact(prior):
     assert np.array_equal(cleaned[:, keep], track[:, keep]) and not np.allclose(cleaned[:, ~keep], track[:, ~keep])
 
 
-def test_chunked_denoising_matches_unchunked_at_the_joins(prior):
-    """Windows of 50 frames (overlap 10) against one window over the whole 110 frames: the regulariser's noise
-    is tied to the frame number, so only the window edges differ, and the cross-fade hides them."""
-    track = noisy(TRACKS[0, :110], 0.05, seed=1)
-    whole = tasks.denoise_track(prior, track, chunk=200)
-    chunked = tasks.denoise_track(prior, track, chunk=50, overlap=10, frames_per_batch=100)
+def test_chunked_denoising_matches_unchunked(prior):
+    """Windows of 200 frames (overlap 50) against one window over 300 frames: each window measures its own
+    smoothing, so results differ a little, far less than the noise removed, and the cross-fade hides the joins."""
+    track = noisy(np.concatenate([TRACKS[0], TRACKS[0][::-1]]), 0.05, seed=1)  # 300 frames, no jump
+    whole = tasks.denoise_track(prior, track)
+    chunked = tasks.denoise_track(prior, track, chunk=200, overlap=50)
     difference = 1000 * np.linalg.norm(positions(whole) - positions(chunked), axis=-1).mean(-1)
-    joins = np.r_[40:50, 80:90]  # the overlaps of windows starting at 0, 40, 60 (the last one 60:110)
     noise_level = 1000 * np.linalg.norm(positions(track) - positions(whole), axis=-1).mean()
-    assert difference[joins].max() < 0.2 * noise_level
+    assert difference.max() < 0.35 * noise_level
     assert difference.mean() < 0.1 * noise_level
 
 

@@ -1,0 +1,296 @@
+"""Robust temporal cleaning of captured motion, bpy-free and torch-free (numpy + scipy).
+
+Each joint's rotation track is smoothed on its own, as 3x3 rotation matrices (no quaternion sign flips, twist
+included), by a robust Whittaker smoother (penalised least squares on the `ORDER`-th differences, Eilers 2003)
+with iteratively reweighted data weights (Tukey's bisquare, as in Garcia 2010, "Robust smoothing of gridded
+data in one and higher dimensions with missing values"):
+
+- the noise level is measured on the track itself: a robust (MAD) scale of the high-pass residual, per joint;
+- the smoothing weight is chosen per joint by Stein's unbiased risk estimate (SURE) for that noise level, so
+  clean joints are barely touched and noisy ones get as much smoothing as their noise needs; a last pass
+  smooths each rotation-vector axis about the joint's mean on its own (a hinge's flexion moves, its other axes
+  mostly carry noise);
+- glitches (spins, twist flips, swapped or reversed limbs) get weight 0 and are re-filled from their
+  neighbours instead of being smeared; frozen frames (a joint repeating its exact value while it was moving:
+  a capture dropout) are treated as missing;
+- joints that never move, locked joints and joints outside the chosen set come back bit-exact;
+- long tracks run in overlapping windows (bounded memory), cross-faded.
+
+`strength` scales the time scale of the smoothing: 1 = the measured noise, 2 = twice as smooth (half the cut-off
+frequency), 0 = no change.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from math import comb
+from typing import Callable
+
+import numpy as np
+from scipy.linalg import solveh_banded
+from scipy.ndimage import median_filter
+from scipy.spatial.transform import Rotation
+
+ORDER = 2                      # penalised difference order: 2 = least acceleration (a cubic smoothing spline)
+NOISE_ORDER = 4                # differences the noise is measured on (white noise passes, motion hardly)
+LAMBDAS = np.logspace(-1, 7, 33)  # smoothing weights searched (decades, then quarter decades)
+MEDIAN_FRAMES = 13             # first-pass reference: robust to glitches up to 6 frames long
+BISQUARE_C = 4.685             # Tukey's constant (95 % efficiency under Gaussian noise)
+MIN_GLITCH_DEG = 12.0          # a frame is never rejected for deviating less than this from its fit
+IRLS_ROUNDS = 4
+CLEAN_DEG = (1.0, 2.0)         # measured noise (RMS angle): below the first, good frames are kept bit-exact,
+                               # above the second fully smoothed, blended in between (clean capture stays put)
+MOVING_DEG = 0.05              # a joint that never turns more than this from its first frame is left alone
+WINDOW, OVERLAP = 1024, 64     # frames per window for long tracks, and the cross-fade between windows
+Progress = Callable[[int, int], None]
+
+
+@dataclass
+class Cleaning:
+    poses: np.ndarray          # (T, 165) the cleaned track
+    rejected: np.ndarray       # (T, 55) bool: frames re-filled from their neighbours (glitches, frozen frames)
+    noise_deg: np.ndarray      # (55,) the measured noise per joint, degrees (0 for joints left alone)
+    cutoff_hz: np.ndarray      # (55,) the -6 dB frequency of each joint's smoothing (0: left alone)
+
+
+# ----------------------------------------------------------------------------------------- the smoother
+
+def _penalty_band(frames: int, order: int = ORDER) -> np.ndarray:
+    """D^T D for the order-th difference matrix D, in solveh_banded's upper form (order + 1, frames)."""
+    kernel = np.array([1.0])
+    for _ in range(order):
+        kernel = np.convolve(kernel, [1.0, -1.0])
+    rows = frames - order
+    band = np.zeros((order + 1, frames))
+    for offset in range(order + 1):  # diagonal `offset` of D^T D: sum over rows of D of products k_a k_{a+offset}
+        for a in range(order + 1 - offset):
+            value = kernel[a] * kernel[a + offset]
+            band[order - offset, offset + np.arange(rows) + a] += value
+    return band
+
+
+def whittaker(y: np.ndarray, weights: np.ndarray, lam: float, band: np.ndarray) -> np.ndarray:
+    """argmin_x sum_t w_t |x_t - y_t|^2 + lam |D x|^2 for y (T, C), weights (T,); band = _penalty_band(T)."""
+    system = lam * band
+    system[-1] += weights
+    system[-1] += 1e-12  # frames with weight 0 at both ends of the track stay solvable
+    return solveh_banded(system, weights[:, None] * y, check_finite=False)
+
+
+def _trace(frames: int, lam: np.ndarray, order: int = ORDER) -> np.ndarray:
+    """Degrees of freedom (trace of the hat matrix) of the unweighted smoother, from its frequency response
+    (the circulant approximation; exact up to the ends of the track)."""
+    omega = np.pi * np.arange(frames) / frames
+    response = (2 - 2 * np.cos(omega)) ** order
+    return (1.0 / (1.0 + lam[:, None] * response[None])).sum(1)
+
+
+def cutoff_hz(lam: float, fps: float, order: int = ORDER) -> float:
+    """Frequency where the smoother's gain is 1/2."""
+    return float(fps / (2 * np.pi) * np.arccos(np.clip(1 - 0.5 * lam ** (-1 / order), -1, 1)))
+
+
+def _robust_scale(values: np.ndarray) -> float:
+    """Normal-consistent MAD scale of values around zero."""
+    return float(1.4826 * np.median(np.abs(values))) if values.size else 0.0
+
+
+def _noise_power(y: np.ndarray, good: np.ndarray) -> float:
+    """Noise variance per frame summed over the channels of y (T, C), from the NOISE_ORDER-th differences of
+    good frames (for white noise e, E|D^k e|^2 = C(2k, k) E|e|^2; smooth motion barely reaches them); the
+    median, scaled as for a chi-square with 6 degrees of freedom (a small rotation moves 6 of the 9 matrix
+    entries), resists the motion's own spikes."""
+    diffs = np.diff(y, n=NOISE_ORDER, axis=0)
+    valid = np.convolve(good.astype(float), np.ones(NOISE_ORDER + 1), "valid") == NOISE_ORDER + 1
+    if not valid.any():
+        return 0.0
+    return float(np.median((diffs[valid] ** 2).sum(1)) / comb(2 * NOISE_ORDER, NOISE_ORDER) / _CHI2_6_MEDIAN_RATIO)
+
+
+_CHI2_6_MEDIAN_RATIO = 5.348 / 6  # median / mean of a chi-square with 6 degrees of freedom
+
+
+def _bisquare(residual: np.ndarray, scale: float) -> np.ndarray:
+    u = residual / scale
+    return np.where(u < 1, (1 - u ** 2) ** 2, 0.0)
+
+
+# ------------------------------------------------------------------------------------------- detection
+
+def frozen_frames(axis_angle: np.ndarray) -> np.ndarray:
+    """(T, 3) one joint -> (T,) bool: frames repeating the previous frame's exact value while the joint was
+    moving into the hold and moves out of it (a dropout), in a joint that moves on most frames (not a joint that
+    holds still, nor a hold the motion eased into)."""
+    same = np.r_[False, (axis_angle[1:] == axis_angle[:-1]).all(1)]
+    frozen = np.zeros(len(axis_angle), bool)
+    if same.mean() > 0.5:
+        return frozen
+    t = 1
+    while t < len(same):
+        if not same[t]:
+            t += 1
+            continue
+        end = t
+        while end + 1 < len(same) and same[end + 1]:
+            end += 1
+        before = _angle(axis_angle[t - 2], axis_angle[t - 1]) if t >= 2 else 0.0
+        after = _angle(axis_angle[end], axis_angle[end + 1]) if end + 1 < len(same) else 0.0
+        if min(before, after) > np.radians(MOVING_DEG):
+            frozen[t:end + 1] = True
+        t = end + 1
+    return frozen
+
+
+def _angle(a: np.ndarray, b: np.ndarray) -> float:
+    return float((Rotation.from_rotvec(a).inv() * Rotation.from_rotvec(b)).magnitude())
+
+
+# --------------------------------------------------------------------------------------------- one joint
+
+def _first_pass(matrices: np.ndarray, missing: np.ndarray) -> tuple[np.ndarray, float]:
+    """Distance of each frame to a running median (robust to glitches of up to MEDIAN_FRAMES // 2 frames), and
+    the noise power measured on the frames near it."""
+    reference = median_filter(matrices, size=(MEDIAN_FRAMES, 1), mode="nearest")
+    residual = np.linalg.norm(matrices - reference, axis=1)
+    return residual, _noise_power(matrices, ~missing & (residual < _threshold(residual, missing, 0.0)))
+
+
+def _clean_joint(matrices: np.ndarray, missing: np.ndarray, power: float, strength: float, band: np.ndarray
+                 ) -> tuple[np.ndarray, np.ndarray, float]:
+    """matrices (T, 9) of one joint, missing (T,) bool, its noise power -> (smoothed (T, 9), rejected (T,),
+    lambda)."""
+    present = (~missing).astype(float)
+    residual, _ = _first_pass(matrices, missing)
+    weights = present * _bisquare(residual, _threshold(residual, missing, power))
+    for round_ in range(IRLS_ROUNDS):
+        if round_ in (0, IRLS_ROUNDS - 1):  # the weights settle in between: keep the smoothing meanwhile
+            lam = _sure_lambdas(matrices, weights, np.full(1, power), band, joint=True)[0] * strength ** (2 * ORDER)
+        fit = whittaker(matrices, weights, lam, band)
+        residual = np.linalg.norm(matrices - fit, axis=1)
+        weights = present * _bisquare(residual, _threshold(residual, missing, power))
+    fit, lam = _per_axis(matrices, fit, weights, strength, band)
+    return fit, weights == 0, lam
+
+
+def _per_axis(matrices, fit, weights, strength, band):
+    """Refine: smooth the three rotation-vector components about the joint's mean rotation, each with its own
+    noise and smoothing (a hinge's flexion moves fast, its other axes carry only noise)."""
+    frames = len(matrices)
+    mean = Rotation.from_matrix(fit.mean(0).reshape(3, 3))
+    good = weights > 0
+    filled = np.where(good[:, None], matrices, fit).reshape(frames, 3, 3)
+    tangent = (mean.inv() * Rotation.from_matrix(filled)).as_rotvec()
+    diffs = np.diff(tangent, n=NOISE_ORDER, axis=0)
+    valid = np.convolve(good.astype(float), np.ones(NOISE_ORDER + 1), "valid") == NOISE_ORDER + 1
+    powers = np.array([_robust_scale(d[valid]) ** 2 for d in diffs.T]) / comb(2 * NOISE_ORDER, NOISE_ORDER)
+    lams = _sure_lambdas(tangent, weights, powers, band) * strength ** (2 * ORDER)
+    out = np.stack([whittaker(tangent[:, c:c + 1], weights, lam, band)[:, 0] for c, lam in enumerate(lams)], 1)
+    return (mean * Rotation.from_rotvec(out)).as_matrix().reshape(frames, 9), float(np.median(lams))
+
+
+def _threshold(residual: np.ndarray, missing: np.ndarray, power: float) -> float:
+    """Bisquare scale: BISQUARE_C times the larger of the robust residual scale and the noise, and at least
+    the chord of MIN_GLITCH_DEG (fast clean motion is never rejected)."""
+    kept = residual[~missing]
+    spread = np.sqrt(np.median(kept ** 2) / _CHI2_6_MEDIAN_RATIO) if kept.size else 0.0
+    return max(BISQUARE_C * max(spread, np.sqrt(power)), _chord(MIN_GLITCH_DEG))
+
+
+def _chord(degrees: float) -> float:
+    """Frobenius distance between two rotation matrices that differ by this angle."""
+    return float(2 * np.sqrt(2) * np.sin(np.radians(degrees) / 2))
+
+
+def _sure_lambdas(y: np.ndarray, weights: np.ndarray, powers: np.ndarray, band: np.ndarray,
+                  joint: bool = False) -> np.ndarray:
+    """Per channel of y (T, C), the smoothing weight minimising Stein's unbiased risk estimate on the weighted
+    frames, for noise powers (C,); joint: one weight for all channels, `powers` (1,) their summed noise.
+    Coarse to fine: decades over LAMBDAS, then quarter decades around each channel's best."""
+    channels = 1 if joint else y.shape[1]
+    used = weights > 0
+
+    def risks(lams: np.ndarray) -> np.ndarray:  # (len(lams), channels)
+        dof = _trace(len(y), lams) * used.mean()
+        out = []
+        for lam, df in zip(lams, dof):
+            squared = weights[:, None] * (y - whittaker(y, weights, lam, band)) ** 2
+            rss = squared.sum()[None] if joint else squared.sum(0)
+            out.append(rss - powers * (used.sum() - 2 * df))
+        return np.array(out)
+
+    coarse = LAMBDAS[::4]
+    best = coarse[np.argmin(risks(coarse), axis=0)]
+    chosen = np.empty(channels)
+    for c in range(channels):
+        if powers[c] <= 0:
+            chosen[c] = LAMBDAS[0]
+            continue
+        fine = best[c] * 10.0 ** np.array([-0.5, -0.25, 0.0, 0.25, 0.5])
+        chosen[c] = fine[np.argmin(risks(fine)[:, c])]
+    return chosen
+
+
+# ----------------------------------------------------------------------------------------------- tracks
+
+def clean_track(poses: np.ndarray, joints, fps: float = 30.0, strength: float = 1.0, window: int = WINDOW,
+                overlap: int = OVERLAP, progress: Progress | None = None) -> Cleaning:
+    """Clean the rotations of `joints` (indices into the 55) of poses (T, 165); every other value is returned
+    bit-exact. progress(done, total) is called per joint and window and may raise to cancel."""
+    frames = len(poses)
+    by_joint = poses.reshape(frames, -1, 3)
+    out = poses.copy().reshape(frames, -1, 3)
+    rejected = np.zeros(by_joint.shape[:2], bool)
+    noise = np.zeros(by_joint.shape[1])
+    cutoff = np.zeros(by_joint.shape[1])
+    if strength <= 0:
+        return Cleaning(poses.copy(), rejected, noise, cutoff)
+    moving = [j for j in joints if _max_turn(by_joint[:, j]) > np.radians(MOVING_DEG)]
+    windows = _windows(frames, window, overlap)
+    total, done = max(1, len(moving) * len(windows)), 0
+    for j in moving:
+        missing = frozen_frames(by_joint[:, j])
+        matrices = Rotation.from_rotvec(by_joint[:, j]).as_matrix().reshape(frames, 9)
+        blended = np.zeros_like(matrices)
+        weight_sum = np.zeros(frames)
+        lams = []
+        power = _first_pass(matrices, missing)[1]  # one noise level for the whole track: windows agree
+        for start, stop in windows:
+            fit, bad, lam = _clean_joint(matrices[start:stop], missing[start:stop], power, strength,
+                                         _penalty_band(stop - start))
+            ramp = _ramp(start, stop, frames, overlap)
+            blended[start:stop] += ramp[:, None] * fit
+            weight_sum[start:stop] += ramp
+            rejected[start:stop, j] |= bad
+            lams.append(lam)
+            done += 1
+            if progress is not None:
+                progress(done, total)
+        noise[j] = np.degrees(np.sqrt(power / 2))  # |R - R'|_F^2 ~ 2 angle^2
+        share = np.clip((noise[j] - CLEAN_DEG[0]) / (CLEAN_DEG[1] - CLEAN_DEG[0]), 0.0, 1.0)
+        smooth = np.where(rejected[:, j], 1.0, share)[:, None]
+        fitted = smooth[:, 0] > 0
+        mixed = (1 - smooth) * matrices + smooth * blended / weight_sum[:, None]
+        out[fitted, j] = Rotation.from_matrix(mixed[fitted].reshape(-1, 3, 3)).as_rotvec()
+        cutoff[j] = cutoff_hz(float(np.median(lams)), fps)
+    return Cleaning(out.reshape(poses.shape), rejected, noise, cutoff)
+
+
+def _max_turn(axis_angle: np.ndarray) -> float:
+    return float((Rotation.from_rotvec(axis_angle[:1]).inv() * Rotation.from_rotvec(axis_angle)).magnitude().max())
+
+
+def _windows(frames: int, window: int, overlap: int) -> list[tuple[int, int]]:
+    if frames <= window:
+        return [(0, frames)]
+    starts = list(range(0, frames - window, window - overlap)) + [frames - window]
+    return [(s, s + window) for s in starts]
+
+
+def _ramp(start: int, stop: int, frames: int, overlap: int) -> np.ndarray:
+    """Cross-fade weights of a window: linear over `overlap` frames inside the track, flat at its ends."""
+    ramp = np.ones(stop - start)
+    rising = np.arange(1, overlap + 1) / (overlap + 1)
+    if start > 0 and overlap:
+        ramp[:overlap] = rising
+    if stop < frames and overlap:
+        ramp[-overlap:] = rising[::-1]
+    return ramp

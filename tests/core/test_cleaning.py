@@ -1,0 +1,119 @@
+"""core.cleaning on synthetic tracks with known noise, glitches and dropouts."""
+import numpy as np
+import pytest
+from scipy.spatial.transform import Rotation
+
+from dposerx_blender.core import cleaning
+from dposerx_blender.core.errors import Cancelled
+
+FRAMES = 240
+KNEE, ELBOW = 4, 18
+
+
+def smooth_track(frames=FRAMES, seed=0) -> np.ndarray:
+    """Every body joint turning smoothly (sums of slow sines, under 1 Hz at 30 fps), the rest still."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(frames)[:, None, None] / 30.0
+    freqs, phases = rng.uniform(0.1, 1.0, size=(2, 21, 3)), rng.uniform(0, 2 * np.pi, size=(2, 21, 3))
+    body = 0.4 * np.sin(2 * np.pi * freqs[0] * t + phases[0]) + 0.2 * np.sin(2 * np.pi * freqs[1] * t + phases[1])
+    poses = np.zeros((frames, 55, 3))
+    poses[:, 1:22] = body
+    return poses.reshape(frames, 165)
+
+
+def angle_deg(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(T, 165) x 2 -> (T, 55) geodesic angle per joint."""
+    ra, rb = (Rotation.from_rotvec(x.reshape(-1, 3)) for x in (a, b))
+    return np.degrees((ra.inv() * rb).magnitude()).reshape(len(a), 55)
+
+
+BODY = range(1, 22)
+
+
+def test_whittaker_keeps_a_straight_line_and_interpolates_gaps():
+    t = np.arange(50.0)
+    line = np.stack([2 * t + 1, -t], 1)
+    weights = np.ones(50)
+    weights[20:25] = 0  # missing frames: filled from the penalty alone
+    fit = cleaning.whittaker(line + np.r_[0, 1] * 0, weights, 1e6, cleaning._penalty_band(50))
+    np.testing.assert_allclose(fit, line, atol=1e-6)
+
+
+def test_degrees_of_freedom_match_the_exact_hat_matrix():
+    frames, lam = 120, 30.0
+    band = cleaning._penalty_band(frames)
+    exact = np.trace(np.stack([cleaning.whittaker(np.eye(frames)[:, [i]], np.ones(frames), lam, band)[:, 0]
+                               for i in range(frames)], 1))
+    assert cleaning._trace(frames, np.array([lam]))[0] == pytest.approx(exact, rel=0.05)
+
+
+def test_noise_is_measured_from_the_track_and_removed():
+    truth = smooth_track()
+    rng = np.random.default_rng(1)
+    for sigma in (0.03, 0.1):
+        noisy = truth + np.repeat(np.arange(55) > 0, 3) * rng.normal(scale=sigma, size=truth.shape) * \
+            np.repeat((np.arange(55) >= 1) & (np.arange(55) <= 21), 3)
+        result = cleaning.clean_track(noisy, BODY)
+        rms_angle = np.degrees(sigma * np.sqrt(3))
+        assert np.median(result.noise_deg[1:22]) == pytest.approx(rms_angle, rel=0.25)
+        before, after = angle_deg(noisy, truth)[:, 1:22].mean(), angle_deg(result.poses, truth)[:, 1:22].mean()
+        assert after < 0.45 * before
+
+
+def test_clean_input_is_left_bit_exact():
+    truth = smooth_track()
+    result = cleaning.clean_track(truth, range(1, 55))
+    assert np.array_equal(result.poses, truth) and not result.rejected.any()
+
+
+def test_glitches_are_refilled_not_smeared():
+    truth = smooth_track()
+    glitched = truth.copy().reshape(FRAMES, 55, 3)
+    spin = Rotation.from_rotvec([0.0, np.radians(70), 0.0])
+    glitched[100:103, KNEE] = (Rotation.from_rotvec(glitched[100:103, KNEE]) * spin).as_rotvec()
+    flip = Rotation.from_rotvec([np.pi, 0.0, 0.0])  # a half turn about the forearm (+X at rest)
+    glitched[150:155, ELBOW] = (Rotation.from_rotvec(glitched[150:155, ELBOW]) * flip).as_rotvec()
+    result = cleaning.clean_track(glitched.reshape(FRAMES, 165), BODY)
+    errors = angle_deg(result.poses, truth)
+    assert result.rejected[100:103, KNEE].all() and result.rejected[150:155, ELBOW].all()
+    assert errors[100:103, KNEE].max() < 1.0 and errors[150:155, ELBOW].max() < 1.0
+    assert errors[:95].max() < 1e-6  # far from the glitches, the clean track is untouched
+
+
+def test_frozen_frames_are_refilled_but_still_joints_and_eased_holds_are_not():
+    truth = smooth_track()
+    frozen = truth.copy()
+    frozen[60:66] = frozen[59]  # a dropout: the whole pose held while moving
+    result = cleaning.clean_track(frozen, BODY)
+    assert result.rejected[60:66, 1:22].all()
+    assert angle_deg(result.poses, truth)[60:66, 1:22].max() < 1.0
+    held = np.zeros((40, 3))
+    held[:10, 0] = np.linspace(0, 0.5, 10) ** 2  # a hold the motion eases into (arrives at speed ~0)... and
+    held[10:] = held[9]  # ...stays: not a dropout
+    assert not cleaning.frozen_frames(held).any()
+
+
+def test_only_the_given_joints_change_and_strength_scales_the_smoothing():
+    truth = smooth_track()
+    noisy = truth + np.random.default_rng(2).normal(scale=0.08, size=truth.shape)
+    result = cleaning.clean_track(noisy, [KNEE, ELBOW])
+    others = np.ones(165, bool)
+    others[[3 * KNEE, 3 * KNEE + 1, 3 * KNEE + 2, 3 * ELBOW, 3 * ELBOW + 1, 3 * ELBOW + 2]] = False
+    assert np.array_equal(result.poses[:, others], noisy[:, others])
+    assert np.array_equal(cleaning.clean_track(noisy, BODY, strength=0).poses, noisy)
+    smoother = cleaning.clean_track(noisy, [KNEE], strength=2.0)
+    assert smoother.cutoff_hz[KNEE] == pytest.approx(result.cutoff_hz[KNEE] / 2, rel=0.35)
+
+
+def test_long_tracks_run_in_windows_with_progress_and_cancel():
+    track = smooth_track(frames=3000) + np.random.default_rng(3).normal(scale=0.05, size=(3000, 165))
+    calls = []
+    cleaning.clean_track(track, [KNEE, ELBOW], window=1024, overlap=64, progress=lambda d, t: calls.append((d, t)))
+    steps = 2 * len(cleaning._windows(3000, 1024, 64))  # 4 windows of 1024 frames, 2 joints
+    assert [d for d, _ in calls] == list(range(1, steps + 1)) and {t for _, t in calls} == {steps}
+
+    def cancel(done, total):
+        raise Cancelled()
+
+    with pytest.raises(Cancelled):
+        cleaning.clean_track(track, [KNEE], progress=cancel)
