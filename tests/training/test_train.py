@@ -14,6 +14,8 @@ import numpy as np
 import pytest
 import torch
 
+from dposerx_blender.core.skeleton import OCCLUSION_GROUPS
+
 import training.train as train
 from dposerx_blender.core.network import part_mask_to_dims
 from dposerx_blender.core.sde import alpha_sigma
@@ -103,7 +105,8 @@ def test_part_training_writes_loadable_outputs(part, part_runs, data):
     assert validation_steps(run / "log.jsonl") == [3]
     assert best["step"] == 3 and best["config"]["dim"] == PART_DIM[part]
     assert best["config"]["hidden"] == 32 and best["config"]["embed"] == 32
-    net = train.TimeFC(**best["config"])
+    assert best["config"].get("masked", False) == (part == "body")  # the body network reads observation masks
+    net = train.part_network(best["config"])
     net.load_state_dict(best["ema"])
     assert_same_weights(best["ema"], checkpoint["ema"])
     with np.load(data / part / "normalizer.npz") as stats:
@@ -427,3 +430,31 @@ def test_ddp_resume(ddp_run, data, tmp_path):
     checkpoint = load(tmp_path / "runs" / "body" / "checkpoint.pt")
     assert checkpoint["step"] == 6
     assert validation_steps(tmp_path / "runs" / "body" / "log.jsonl") == [3, 6]
+
+
+def test_observation_masks_mix_empty_groups_and_random_joints():
+    """MASK_KINDS: about 20% empty masks, 40% an occlusion group, 40% random joints; whole joints (3 entries)."""
+    masks = train.observation_masks(20000, torch.Generator().manual_seed(0), torch.device("cpu"))
+    assert masks.shape == (20000, 63) and masks.dtype == torch.bool
+    joints = masks[:, ::3]
+    assert torch.equal(masks, joints.repeat_interleave(3, dim=1))
+    empty = (~joints).all(1).float().mean().item()
+    assert abs(empty - train.MASK_KINDS["empty"]) < 0.03  # random masks are rarely all hidden
+    groups = {tuple(sorted(OCCLUSION_GROUPS[g])) for g in train.BODY_GROUPS}
+    hidden = [tuple(j + 1 for j in torch.nonzero(~row).flatten().tolist()) for row in joints[:2000]]
+    share = sum(h in groups for h in hidden) / len(hidden)
+    assert 0.38 < share < 0.46
+
+
+def test_masked_body_loss_only_counts_unobserved_entries():
+    """The masked body network's loss ignores the observed entries (given clean to the network)."""
+    class Spy(train.MaskedTimeFC):
+        def forward(self, x, t, known=None, known_mask=None):
+            self.seen_mask = known_mask
+            eps = super().forward(x, t, known, known_mask)
+            return torch.where(known_mask, eps + 1e6, eps)  # a huge error on the observed entries only
+
+    spy = Spy(63, 32, 32, blocks=1)
+    loss = train.training_loss(spy, {"poses": torch.randn(256, 63)}, torch.Generator().manual_seed(0),
+                               torch.device("cpu"))
+    assert spy.seen_mask.any() and loss.item() < 100
