@@ -31,15 +31,23 @@ def parts(settings) -> tuple[str, ...]:
 
 
 def free_joints(rig, settings, require_locked: bool) -> np.ndarray:
-    """(55,) bool: unlocked joints of the chosen parts; DPoserError when there are none (or no locked bones and
-    `require_locked`)."""
+    """(55,) bool: unlocked joints of the chosen parts that the rig can pose (see rig_bridge.unwritable);
+    DPoserError when there are none (or no locked bones and `require_locked`)."""
     locked = locked_mask(rig)
-    free = part_mask(settings) & ~locked
+    free = part_mask(settings) & ~locked & ~rig_bridge.unwritable(rig)
     if not free.any():
-        raise DPoserError("Nothing to change: every bone of the chosen parts is locked (or no part is chosen).")
+        raise DPoserError("Nothing to change: every bone of the chosen parts is locked (or no part is chosen). "
+                          + rig_bridge.notes(rig))
     if require_locked and not locked[1:].any():
         raise DPoserError("Lock the bones to keep first (Lock Selected): the prior completes the others.")
     return free
+
+
+def noted(rig, apply):
+    """`apply` whose report also says what the rig map kept (limbs in IK, constrained bones)."""
+    def apply_and_note(result):
+        return " ".join(filter(None, (apply(result), rig_bridge.notes(rig))))
+    return apply_and_note
 
 
 def should_key(context) -> bool:
@@ -74,7 +82,7 @@ class DPOSERX_OT_complete_pose(JobOperator, bpy.types.Operator):
             rig_bridge.apply_pose(rig, options[0], np.flatnonzero(free), frame)
             return f"Completed {int(free.sum())} bones; hypothesis 1 of {len(options)}"
 
-        return Plan(work, apply)
+        return Plan(work, noted(rig, apply))
 
 
 class DPOSERX_OT_cycle_hypothesis(bpy.types.Operator):
@@ -129,7 +137,7 @@ class DPOSERX_OT_vary_pose(JobOperator, bpy.types.Operator):
             rig_bridge.apply_pose(rig, result, np.flatnonzero(free), frame)
             return f"Varied {int(free.sum())} bones"
 
-        return Plan(work, apply)
+        return Plan(work, noted(rig, apply))
 
 
 def pin_targets(context, rig) -> dict[int, np.ndarray]:
@@ -170,7 +178,7 @@ class DPOSERX_OT_pin_to_target(JobOperator, bpy.types.Operator):
             worst = max(result.residual_mm.values(), default=0.0)
             return f"Pinned {len(targets)} bone(s); largest distance to a target {worst:.0f} mm"
 
-        return Plan(work, apply)
+        return Plan(work, noted(rig, apply))
 
 
 class DPOSERX_OT_add_pin(bpy.types.Operator):
@@ -226,7 +234,7 @@ class DPOSERX_OT_clean_mocap(JobOperator, bpy.types.Operator):
             rig_bridge.key_track(rig, result, np.flatnonzero(free), frames)
             return f"Cleaned {len(frames)} frames of {int(free.sum())} bones"
 
-        return Plan(work, apply)
+        return Plan(work, noted(rig, apply))
 
 
 def _has_keys(ob, start: int, end: int) -> bool:
@@ -276,7 +284,7 @@ class DPOSERX_OT_generate_library(JobOperator, bpy.types.Operator):
                 notes.append(f"keys on frames {first_frame}..{first_frame + count - 1}")
             return "Generated " + " and ".join(notes)
 
-        return Plan(work, apply)
+        return Plan(work, noted(rig, apply))
 
 
 classes = (DPOSERX_OT_complete_pose, DPOSERX_OT_cycle_hypothesis, DPOSERX_OT_vary_pose, DPOSERX_OT_pin_to_target,

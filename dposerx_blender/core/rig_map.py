@@ -159,13 +159,15 @@ class ArmatureMap:
                        root_translation=np.zeros((len(deltas), 3)))
 
 
-def bases_for(armature: ArmatureRest, current: np.ndarray, targets: dict[int, np.ndarray]) -> dict[int, np.ndarray]:
+def bases_for(armature: ArmatureRest, current: np.ndarray, current_bases: dict[int, np.ndarray],
+              targets: dict[int, np.ndarray]) -> dict[int, np.ndarray]:
     """Basis rotations (T, 3, 3) that give the bones in `targets` their target rotation deltas (T, 3, 3).
 
-    current (B, 3, 3): every bone's present rotation delta (evaluated). A bone not written keeps its place
-    relative to its parent as it is now (exact for plain FK bones; for constrained ones, e.g. Rigify's MCH
-    parents, the best guess before the scene is evaluated again). Parents first, so a written parent moves its
-    written children's frame."""
+    current (B, 3, 3): every bone's present rotation delta (evaluated); current_bases: the targeted bones' present
+    bases (3, 3). Each bone turns from where it is: its parent space is taken as evaluated now (so scaled or
+    constrained parents, e.g. Rigify's stretchy tweaks, count as they are), moved with its parent when that is
+    written too. A bone not written keeps its place relative to its parent as it is now (exact for plain FK
+    bones; for constrained ones the best guess before the scene is evaluated again)."""
     memo: dict[int, np.ndarray] = {}
 
     def posed(b: int) -> np.ndarray:
@@ -182,8 +184,8 @@ def bases_for(armature: ArmatureRest, current: np.ndarray, targets: dict[int, np
     out = {}
     for b in sorted(targets):
         p, rest = armature.parents[b], armature.rest[b]
-        parent = posed(p) if p >= 0 else np.eye(3)[None]
-        out[b] = rest.T @ np.swapaxes(parent, -1, -2) @ targets[b] @ rest
+        parent_turn = posed(p) @ current[p].T if p >= 0 else np.eye(3)[None]
+        out[b] = current_bases[b] @ rest.T @ current[b].T @ np.swapaxes(parent_turn, -1, -2) @ targets[b] @ rest
     return out
 
 

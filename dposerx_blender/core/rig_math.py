@@ -121,7 +121,12 @@ def channels_to_matrix(mode: str, values: np.ndarray) -> np.ndarray:
         return quaternion_to_matrix(values)
     if mode == "AXIS_ANGLE":
         return quaternion_to_matrix(_axis_angle_channels_to_quaternion(values))
-    return euler_to_matrix(values, mode)
+    return euler_to_matrix(values[..., _sequence(mode)], mode)
+
+
+def _sequence(order: str) -> list[int]:
+    """Blender stores Euler angles as (x, y, z) whatever the order: the indices that list them in `order`."""
+    return ["XYZ".index(axis) for axis in order]
 
 
 def matrix_to_channels(mode: str, rot_mats: np.ndarray, reference: np.ndarray | None = None) -> np.ndarray:
@@ -132,13 +137,14 @@ def matrix_to_channels(mode: str, rot_mats: np.ndarray, reference: np.ndarray | 
     the previous one, and axis-angle follows the continuous quaternion.
     """
     if mode in EULER_ORDERS:
+        sequence = _sequence(mode)
         angles = matrix_to_euler(rot_mats, mode)
-        previous = reference
+        previous = None if reference is None else np.asarray(reference)[..., sequence]
         for t in range(len(angles)):
             if previous is not None:
                 angles[t] = compatible_euler(angles[t], previous)
             previous = angles[t]
-        return angles
+        return angles[..., np.argsort(sequence)]
     if reference is not None and mode == "AXIS_ANGLE":
         reference = _axis_angle_channels_to_quaternion(reference)
     quats = make_continuous(matrix_to_quaternion(rot_mats), reference)

@@ -88,3 +88,15 @@ def test_rest_frame_formula_round_trip_with_any_roll():
     local = random_rotations(3 * 55).reshape(3, 55, 3, 3)
     basis = rig_math.smplx_to_basis(local, rest, axes)
     assert np.allclose(rig_math.basis_to_smplx(basis, rest, axes), local, atol=1e-12)
+
+
+@pytest.mark.parametrize("order", rig_math.EULER_ORDERS)
+def test_euler_channels_are_blenders(order):
+    """Blender stores rotation_euler as (x, y, z) whatever the order (a Rigify shoulder is YXZ)."""
+    from mathutils import Euler
+
+    angles = np.array([0.7, 0.4, -1.2])
+    expected = np.array(Euler(angles, order).to_matrix())
+    assert np.allclose(rig_math.channels_to_matrix(order, angles), expected, atol=1e-6)
+    back = rig_math.matrix_to_channels(order, expected[None])[0]
+    assert np.allclose(np.array(Euler(back, order).to_matrix()), expected, atol=1e-6)

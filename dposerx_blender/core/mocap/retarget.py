@@ -37,8 +37,9 @@ from .motion import Motion
 
 JOINT_MAP_DIR = Path(__file__).with_name("joint_maps")
 # The joints every map must name: the canonical frame needs the hips, shoulders, pelvis and neck; the limbs and
-# the head carry the pose. Collars, spine2/3, feet, fingers, jaw and eyes are optional.
-REQUIRED_JOINTS = ("pelvis", "left_hip", "right_hip", "spine1", "left_knee", "right_knee", "left_ankle",
+# the head carry the pose. Collars, spine1-3 (rigs have 2 to 5 spine bones), feet, fingers, jaw and eyes are
+# optional: a joint left out is not modelled (identity) and its parent aims past it.
+REQUIRED_JOINTS = ("pelvis", "left_hip", "right_hip", "left_knee", "right_knee", "left_ankle",
                    "right_ankle", "neck", "head", "left_shoulder", "right_shoulder", "left_elbow", "right_elbow",
                    "left_wrist", "right_wrist")
 TIP = ()  # aim target meaning "this joint's own tip" (an end site in the source)
@@ -106,6 +107,7 @@ class JointMap:
     write: dict = field(default_factory=dict)
     fk_switches: dict = field(default_factory=dict)
     kind: str = "file"  # "file": a mocap file's skeleton; "rig": an armature preset (also used for files)
+    translation: str = ""  # armature presets: the bone whose location moves the whole body (default: the pelvis's)
 
     @classmethod
     def load(cls, path: str | Path) -> "JointMap":
@@ -132,7 +134,7 @@ class JointMap:
             raise DPoserError(f"{where}: these SMPL-X joints must be mapped: {', '.join(missing)}")
         return cls(data.get("name", default_name), data.get("description", ""), tuple(data.get("detect", ())),
                    joints, data.get("tips", {}), data.get("rest_frame"), data.get("write", {}),
-                   data.get("fk_switches", {}), data.get("kind", "file"))
+                   data.get("fk_switches", {}), data.get("kind", "file"), data.get("translation", ""))
 
     def source_names(self) -> set[str]:
         names = set()

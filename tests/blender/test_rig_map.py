@@ -1,0 +1,238 @@
+"""Users' rigs through rig maps, in Blender: a Rigify rig generated from the Human metarig that ships with
+Blender, and Mixamo (A-pose), Unreal-mannequin, VRM and MPFB-named rigs built from tests/rig_specs.py.
+SMPL-X pose -> rig -> SMPL-X round trips, the jobs through the map (fake solvers: the plumbing), bad maps."""
+import addon_utils
+import bpy
+import numpy as np
+import pytest
+from conftest import select_bones, snapshot
+
+from dposerx_blender.blender import keyframes, mapped_rig, rig_bridge
+from dposerx_blender.core.amass import AmassMotion, read_amass_npz, write_amass_npz
+from dposerx_blender.core.errors import DPoserError
+from dposerx_blender.core.skeleton import JOINT_INDEX
+from tests.rig_specs import TEST_RIGS, mapped_pose, preset_layout, rotation_errors_degrees
+
+ROUND_TRIP_DEGREES = 0.5
+
+
+def build_rig(name: str, prefix: str = "", roll_seed: int = 3):
+    """An armature from a TEST_RIGS layout: random bone rolls, bones not connected."""
+    rng = np.random.default_rng(roll_seed)
+    armature = bpy.data.armatures.new(name)
+    ob = bpy.data.objects.new(name, armature)
+    bpy.context.scene.collection.objects.link(ob)
+    bpy.context.view_layer.objects.active = ob
+    bpy.ops.object.mode_set(mode='EDIT')
+    for bone in preset_layout(**TEST_RIGS[name]):
+        edit = armature.edit_bones.new(prefix + bone.name)
+        edit.head, edit.tail = bone.head, bone.tail
+        edit.roll = rng.uniform(-np.pi, np.pi)
+        if bone.parent:
+            edit.parent = armature.edit_bones[prefix + bone.parent]
+    bpy.ops.object.mode_set(mode='OBJECT')
+    return ob
+
+
+def rigify_rig(fk=True):
+    """Rigify's generated rig from the Human metarig (Blender's bundled add-on), limbs switched to FK."""
+    addon_utils.enable("rigify", default_set=True)
+    bpy.ops.object.armature_human_metarig_add()
+    bpy.ops.pose.rigify_generate()
+    ob = bpy.context.object
+    if fk:
+        for bone in ("upper_arm_parent.L", "upper_arm_parent.R", "thigh_parent.L", "thigh_parent.R"):
+            ob.pose.bones[bone]["IK_FK"] = 1.0
+    bpy.ops.object.mode_set(mode='OBJECT')
+    return ob
+
+
+RIGS = {"rigify": rigify_rig, **{name: (lambda name=name: build_rig(name)) for name in TEST_RIGS},
+        "mixamo-prefixed": lambda: build_rig("mixamo", prefix="mixamorig:")}
+
+
+def posable(rig) -> np.ndarray:
+    return rig.converter.mapped & ~rig.unwritable
+
+
+@pytest.mark.parametrize("make", RIGS.values(), ids=RIGS.keys())
+def test_round_trip_on_every_mapped_joint(make):
+    ob = make()
+    rig = rig_bridge.find_rig(ob)
+    assert isinstance(rig, mapped_rig.MappedRig) and not rig.overridden
+    joints = np.flatnonzero(posable(rig))
+    assert len(joints) >= 20  # body and (where the rig has them) fingers
+    for seed in range(2):
+        pose = mapped_pose(posable(rig), seed)
+        rig_bridge.apply_pose(rig, pose, joints)
+        back = rig_bridge.read_pose(rig)
+        errors = rotation_errors_degrees(pose, back)[joints]
+        assert errors.max() < ROUND_TRIP_DEGREES, dict(zip(joints, errors.round(3)))
+
+
+def test_rigify_in_ik_keeps_the_limbs_and_says_so(calls):
+    ob = rigify_rig(fk=False)
+    rig = rig_bridge.find_rig(ob)
+    assert {JOINT_INDEX["left_elbow"], JOINT_INDEX["right_knee"]} <= set(rig.overridden)
+    assert "IK is on" in rig.notes()
+    before = {pb.name: tuple(pb.rotation_quaternion) + tuple(pb.rotation_euler) for pb in ob.pose.bones}
+    assert bpy.ops.dposerx.vary_pose() == {'FINISHED'}
+    _, args = calls[0]
+    assert args["observed"][JOINT_INDEX["left_elbow"]] and not args["observed"][JOINT_INDEX["spine2"]]
+    after = {pb.name: tuple(pb.rotation_quaternion) + tuple(pb.rotation_euler) for pb in ob.pose.bones}
+    assert after["forearm_fk.L"] == before["forearm_fk.L"] and after["spine_fk.002"] != before["spine_fk.002"]
+
+
+def test_switch_limbs_to_fk_keeps_the_visual_pose():
+    ob = rigify_rig(fk=False)
+    ob.pose.bones["upper_arm_ik.L"].location = (0.1, 0.2, -0.1)  # move the IK arm somewhere
+    before = rig_bridge.read_pose(rig_bridge.find_rig(ob))
+    assert bpy.ops.dposerx.rig_switch_to_fk() == {'FINISHED'}
+    rig = rig_bridge.find_rig(ob)
+    assert not rig.overridden and ob.pose.bones["upper_arm_parent.L"]["IK_FK"] == 1.0
+    errors = rotation_errors_degrees(before, rig_bridge.read_pose(rig))[posable(rig)]
+    assert errors.max() < ROUND_TRIP_DEGREES
+
+
+@pytest.mark.parametrize("make", [RIGS["rigify"], RIGS["mixamo"]], ids=["rigify", "mixamo"])
+def test_complete_pose_keeps_locked_bones_bit_exact(make, calls):
+    ob = make()
+    rig = rig_bridge.find_rig(ob)
+    rig_bridge.apply_pose(rig, mapped_pose(posable(rig), 4, 0.3), np.flatnonzero(posable(rig)))
+    locked = [rig.bone_names[JOINT_INDEX[n]] for n in ("left_knee", "head", "right_elbow", "spine1")]
+    select_bones(ob, set(locked))
+    assert bpy.ops.dposerx.lock_selected() == {'FINISHED'}
+    channels = lambda: {pb.name: np.array((*pb.rotation_quaternion, *pb.rotation_euler)).tobytes()  # noqa: E731
+                        for pb in ob.pose.bones}
+    before = channels()
+    assert bpy.ops.dposerx.complete_pose() == {'FINISHED'}
+    _, args = calls[0]
+    assert args["observed"][[JOINT_INDEX["left_knee"], JOINT_INDEX["head"]]].all()
+    after = channels()
+    assert all(after[name] == before[name] for name in locked)
+    changed = [rig.bone_names[j] for j in np.flatnonzero(~args["observed"])]
+    assert changed and all(after[name] != before[name] for name in changed)
+
+
+def test_clean_mocap_through_the_map(calls):
+    ob = build_rig("mixamo")
+    rig = rig_bridge.find_rig(ob)
+    joints = np.flatnonzero(posable(rig))
+    poses = np.stack([mapped_pose(posable(rig), s, 0.3) for s in range(6)])
+    frames = np.arange(1, 7, dtype=float)
+    rig_bridge.key_track(rig, poses, joints, frames)
+    assert rotation_errors_degrees(poses, rig_bridge.read_track(rig, frames))[:, joints].max() < ROUND_TRIP_DEGREES
+    settings = bpy.context.scene.dposerx
+    settings.frame_start, settings.frame_end = 2, 5
+    assert bpy.ops.dposerx.clean_mocap() == {'FINISHED'}
+    _, args = calls[0]
+    assert rotation_errors_degrees(args["track"], poses[1:5])[:, joints].max() < ROUND_TRIP_DEGREES
+    cleaned = rig_bridge.read_track(rig, frames[1:5])
+    free = ~args["locked"]
+    expected = args["track"].reshape(4, 55, 3).copy()
+    expected[:, free] = np.random.default_rng(0).normal(size=(4, int(free.sum()), 3)) * .3  # conftest._fill
+    assert rotation_errors_degrees(expected.reshape(4, -1), cleaned)[:, joints].max() < ROUND_TRIP_DEGREES
+
+
+@pytest.mark.parametrize("name", ["ue4_mannequin", "mpfb_default"])
+def test_npz_import_and_export_through_the_map(tmp_path, name):
+    ob = build_rig(name)
+    rig = rig_bridge.find_rig(ob)
+    mask = posable(rig)
+    poses = np.stack([mapped_pose(mask, s, 0.3) for s in range(5)])
+    trans = np.random.default_rng(1).normal(size=(5, 3)) * 0.2
+    bpy.context.scene.render.fps = 30
+    write_amass_npz(tmp_path / "in.npz", AmassMotion(poses, trans, 30.0))
+    assert bpy.ops.dposerx.import_smplx_npz(filepath=str(tmp_path / "in.npz"), up_axis='Y') == {'FINISHED'}
+    assert bpy.context.object == ob
+    assert bpy.ops.dposerx.export_smplx_npz(filepath=str(tmp_path / "out.npz"), frame_start=1, frame_end=5,
+                                            up_axis='Y') == {'FINISHED'}
+    back = read_amass_npz(tmp_path / "out.npz")
+    assert rotation_errors_degrees(poses, back.poses)[:, mask].max() < ROUND_TRIP_DEGREES
+    np.testing.assert_allclose(back.trans, trans, atol=1e-5)
+
+
+def test_bad_map_reports_and_changes_nothing(calls):
+    ob = build_rig("vrm_humanoid")
+    ob[mapped_rig.MAP_KEY] = {"name": "mine", "joints": {"pelvis": "hips", "left_knee": "nope"}}
+    before = snapshot()
+    with pytest.raises(RuntimeError, match="must be mapped"):
+        bpy.ops.dposerx.complete_pose()
+    assert not bpy.ops.dposerx.vary_pose.poll()
+    assert snapshot() == before and not calls
+
+
+def test_map_naming_absent_bones_reports_and_changes_nothing(calls):
+    ob = build_rig("vrm_humanoid")
+    bpy.ops.dposerx.rig_map_from_preset()
+    ob[mapped_rig.MAP_KEY]["joints"]["left_elbow"] = "leftForeArm"  # a typo: no such bone
+    before = snapshot()
+    with pytest.raises(RuntimeError, match="left_elbow.*leftForeArm"):
+        bpy.ops.dposerx.vary_pose()
+    assert snapshot() == before and not calls
+
+
+def test_partial_preset_says_what_it_lacks():
+    ob = build_rig("vrm_humanoid")  # no upperChest
+    rig = rig_bridge.find_rig(ob)
+    assert rig.lacking == ("spine3",)
+    assert bpy.ops.dposerx.rig_map_from_preset() == {'FINISHED'}
+    assert ob[mapped_rig.MAP_KEY]["name"] == "vrm_humanoid"
+
+
+def test_unknown_armature_disables_the_solvers():
+    armature = bpy.data.armatures.new("Blob")
+    ob = bpy.data.objects.new("Blob", armature)
+    bpy.context.scene.collection.objects.link(ob)
+    bpy.context.view_layer.objects.active = ob
+    bpy.ops.object.mode_set(mode='EDIT')
+    armature.edit_bones.new("Bone").tail = (0, 0, 1)
+    bpy.ops.object.mode_set(mode='OBJECT')
+    assert not bpy.ops.dposerx.complete_pose.poll()
+    assert "Rig Map" in rig_bridge.rig_problem(ob)
+    with pytest.raises(DPoserError, match="not an SMPL-X armature"):
+        rig_bridge.find_rig(ob)
+
+
+def test_constrained_write_bone_is_kept_and_named(calls):
+    ob = build_rig("ue4_mannequin")
+    constraint = ob.pose.bones["lowerarm_l"].constraints.new('COPY_ROTATION')
+    constraint.target = ob
+    constraint.subtarget = "hand_r"
+    rig = rig_bridge.find_rig(ob)
+    assert "constraint 'Copy Rotation' on bone 'lowerarm_l'" in rig.overridden[JOINT_INDEX["left_elbow"]]
+    before = tuple(ob.pose.bones["lowerarm_l"].rotation_quaternion)
+    assert bpy.ops.dposerx.vary_pose() == {'FINISHED'}
+    assert tuple(ob.pose.bones["lowerarm_l"].rotation_quaternion) == before
+
+
+def test_map_presets_save_and_load(tmp_path, monkeypatch):
+    monkeypatch.setattr(mapped_rig, "user_map_dir", lambda: tmp_path)
+    ob = build_rig("mpfb_default")
+    bpy.ops.dposerx.rig_map_from_preset()
+    assert bpy.ops.dposerx.rig_map_save(name="My MPFB") == {'FINISHED'}
+    saved = tmp_path / "My MPFB.toml"
+    assert saved.is_file()
+    del ob[mapped_rig.MAP_KEY]
+    assert bpy.ops.dposerx.rig_map_load(filepath=str(saved)) == {'FINISHED'}
+    assert ob[mapped_rig.MAP_KEY]["joints"]["left_elbow"] == "lowerarm01.L"
+    assert rig_bridge.find_rig(ob).name == "My MPFB"
+
+
+def test_mirror_copies_left_to_right():
+    ob = build_rig("mixamo")
+    bpy.ops.dposerx.rig_map_from_preset()
+    joints = ob[mapped_rig.MAP_KEY]["joints"]
+    del joints["right_elbow"]
+    assert bpy.ops.dposerx.rig_map_mirror() == {'FINISHED'}
+    assert ob[mapped_rig.MAP_KEY]["joints"]["right_elbow"] == "RightForeArm"
+
+
+def test_calibrate_rest_from_current_pose():
+    ob = build_rig("ue4_mannequin")
+    rig = rig_bridge.find_rig(ob)
+    bent = mapped_pose(posable(rig), 2, 0.3)
+    rig_bridge.apply_pose(rig, bent, np.flatnonzero(posable(rig)))
+    assert bpy.ops.dposerx.rig_calibrate_rest() == {'FINISHED'}
+    calibrated = rig_bridge.find_rig(ob)
+    assert np.abs(rig_bridge.read_pose(calibrated)[3:]).max() < 1e-4  # the current pose now reads as the rest
