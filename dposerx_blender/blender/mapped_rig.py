@@ -2,7 +2,7 @@
 rig_bridge's SMPL-X `Rig`, with the same conversions (rig_bridge routes a MappedRig here), so solvers, tasks and
 operators see the usual (N, 165) pose vectors and (55,) masks. The maths is core.rig_map.
 
-The map is the object's own (MAP_KEY, edited in the Rig Map panel) or the preset its bone names match. Reading
+The map is the object's own (Object.dposerx_rig_map, edited in the Rig Map panel) or the preset its bone names match. Reading
 takes the evaluated pose (pose_bone.matrix: constraints, IK and drivers included) of the bones the map reads;
 writing sets the bones it writes (Rigify: the FK controls), then checks that the evaluated pose follows. Joints
 that cannot follow (no bone of their own, a limb in IK, a constrained bone) are unwritable: the jobs keep them
@@ -11,6 +11,7 @@ as they are and say so, and a write that does not take is undone with an error.
 from __future__ import annotations
 
 import functools
+import json
 from dataclasses import dataclass
 
 import bpy
@@ -23,7 +24,6 @@ from ..core.rig_map import ArmatureMap, ArmatureRest, bases_for
 from ..core.skeleton import JOINT_INDEX, JOINT_NAMES, NUM_JOINTS, PARENTS, REST_OFFSETS
 from . import keyframes
 
-MAP_KEY = "dposerx_rig_map"  # object ID property: the user's map, {"name", "joints", "write", "tips"}
 REFERENCE_KEY = "dposerx_rest_reference"  # object ID property: bone -> (w, x, y, z) of the calibrated rest pose
 WRITE_TOLERANCE_DEGREES = 0.5
 presets = functools.cache(load_joint_maps)  # the shipped joint maps never change while Blender runs
@@ -65,13 +65,29 @@ class MappedRig:
         return " ".join(f"Kept {', '.join(joints)}: {why}." for why, joints in reasons.items())
 
 
+def has_map(ob) -> bool:
+    group = getattr(ob, "dposerx_rig_map", None)
+    return bool(group is not None and group.joints)
+
+
 def stored_map(ob) -> JointMap | None:
-    """The object's own map (Rig Map panel), or None."""
-    data = ob.get(MAP_KEY)
-    if data is None:
+    """The object's own map (Rig Map panel, rig_map_ui), or None."""
+    if not has_map(ob):
         return None
-    plain = data.to_dict() if hasattr(data, "to_dict") else dict(data)
-    return JointMap.from_dict(dict(plain, kind="rig"), plain.get("name", ob.name), f"'{ob.name}' rig map")
+    group = ob.dposerx_rig_map
+    extras = json.loads(group.extras or "{}")
+    joints = {item.joint: item.bone for item in group.joints if item.bone} | extras.pop("joints", {})
+    write = {item.joint: item.write for item in group.joints if item.write}
+    return JointMap.from_dict({**extras, "name": group.name or ob.name, "joints": joints, "write": write,
+                               "kind": "rig"}, ob.name, f"'{ob.name}' rig map")
+
+
+def map_signature(ob) -> str:
+    """Changes whenever the object's own map does (for caches)."""
+    if not has_map(ob):
+        return ""
+    group = ob.dposerx_rig_map
+    return group.name + group.extras + "".join(f"{i.joint}={i.bone}/{i.write};" for i in group.joints)
 
 
 def choose_map(ob) -> tuple[JointMap, tuple[str, ...]]:
@@ -154,18 +170,23 @@ def read_pose(rig: MappedRig) -> np.ndarray:
     return rig.converter.read(evaluated_deltas(rig)[None])[0]
 
 
-def read_track(rig: MappedRig, frames: np.ndarray) -> np.ndarray:
-    """The evaluated poses at `frames` (T,) -> (T, 165); the scene returns to its current frame."""
+def _at_frames(rig: MappedRig, frames: np.ndarray, measure):
+    """[measure() at each of `frames`] with the scene evaluated there; the scene returns to its current frame."""
     scene = bpy.context.scene
     current = scene.frame_current, scene.frame_subframe
-    deltas = []
     try:
+        out = []
         for frame in frames:
             scene.frame_set(int(np.floor(frame)), subframe=float(frame - np.floor(frame)))
-            deltas.append(evaluated_deltas(rig))
+            out.append(measure())
+        return out
     finally:
         scene.frame_set(current[0], subframe=current[1])
-    return rig.converter.read(np.stack(deltas))
+
+
+def read_track(rig: MappedRig, frames: np.ndarray) -> np.ndarray:
+    """The evaluated poses at `frames` (T,) -> (T, 165)."""
+    return rig.converter.read(np.stack(_at_frames(rig, frames, lambda: evaluated_deltas(rig))))
 
 
 # --- Writing: the mapped bones' channels ------------------------------------------------------------------
@@ -175,7 +196,7 @@ def _targets(rig: MappedRig, poses: np.ndarray, joints, current: np.ndarray) -> 
     """{write bone index: (T, 3, 3) rotation delta} for the writable `joints`, and those joints.
 
     A write bone other than the bone read (Rigify's FK control and the ORG bone that copies it) turns in
-    armature space as the read bone must turn from its `current` (B, 3, 3) evaluated rotation."""
+    armature space as the read bone must turn from its `current` ((T,) B, 3, 3) evaluated rotation."""
     chosen = [j for j in np.asarray(list(joints), dtype=int).tolist() if not rig.unwritable[j]]
     armature = rig.converter.armature
     deltas = rig.converter.write(poses, chosen)
@@ -183,22 +204,33 @@ def _targets(rig: MappedRig, poses: np.ndarray, joints, current: np.ndarray) -> 
     for name, sources in rig.converter.written.items():
         if JOINT_INDEX[name] in chosen:
             read, write = sources[0], armature.index(rig.bone_names[JOINT_INDEX[name]])
-            targets[write] = deltas[read] if write == read else deltas[read] @ current[read].T @ current[write]
+            turn = np.swapaxes(current[..., read, :, :], -1, -2)
+            targets[write] = deltas[read] if write == read else deltas[read] @ turn @ current[..., write, :, :]
             targets.update({s: deltas[s] for s in sources[1:]})  # twist bones straighten
     return targets, chosen
 
 
 def pose_channels(rig: MappedRig, poses: np.ndarray, joints, reference_frame: float | None = None,
                   frames: np.ndarray | None = None) -> list[keyframes.Channel]:
-    """Channels of the written bones for poses (T, 165), continuous along T (see rig_bridge.pose_channels); bones
-    not written keep their place relative to their parents as they are now."""
+    """Channels of the written bones for poses (T, 165) at `frames` (T,) (None: the current pose), continuous
+    along T (see rig_bridge.pose_channels); bones not written keep their place relative to their parents as they
+    are at each frame."""
     from .rig_bridge import current_channels, rotation_path
 
-    current = evaluated_deltas(rig)
-    targets, _ = _targets(rig, poses, joints, current)
-    names, pose_bones = rig.converter.armature.names, rig.object.pose.bones
-    current_bases = {b: rig_math.channels_to_matrix(pose_bones[names[b]].rotation_mode,
-                                                    current_channels(pose_bones[names[b]])) for b in targets}
+    armature, pose_bones = rig.converter.armature, rig.object.pose.bones
+    candidates = {armature.index(n) for n in rig.bone_names if n} | {
+        b for sources in rig.converter.written.values() for b in sources[1:]}
+
+    def state():
+        bases = {b: rig_math.channels_to_matrix(pose_bones[armature.names[b]].rotation_mode,
+                                                current_channels(pose_bones[armature.names[b]])) for b in candidates}
+        return evaluated_deltas(rig), bases
+
+    # Bones not written keep their animation: with `frames`, the state is measured at each frame.
+    states = _at_frames(rig, frames, state) if frames is not None else [state()]
+    current = np.stack([deltas for deltas, _ in states])
+    targets, _ = _targets(rig, poses, joints, current if frames is not None else current[0])
+    current_bases = {b: np.stack([bases[b] for _, bases in states]) for b in targets}
     bases = bases_for(rig.converter.armature, current, current_bases, targets)
     channelbag = keyframes.object_channelbag(rig.object, create=False) if reference_frame is not None else None
     channels = []
@@ -229,12 +261,20 @@ def apply_pose(rig: MappedRig, pose: np.ndarray, joints, key_frame: float | None
     if not chosen:
         return
     before = {pb.name: (rotation_path(pb.rotation_mode), current_channels(pb)) for pb in rig.object.pose.bones}
-    for _ in range(12):
-        channels = pose_channels(rig, pose[None], chosen)
-        _set(rig, channels)
-        errors = _rotation_errors(pose, read_pose(rig))[chosen]
+    kept = np.setdiff1d(np.arange(NUM_JOINTS), chosen)
+    channels = []
+    for _ in range(13):
+        # Joints not written keep their local rotations as the rig now has them (a limb in IK keeps its hand in
+        # place as the chest turns), and the others are placed relative to that.
+        achieved = read_pose(rig).reshape(NUM_JOINTS, 3)
+        goal = pose.reshape(NUM_JOINTS, 3).copy()
+        goal[kept] = achieved[kept]
+        errors = _rotation_errors(goal.reshape(-1), achieved.reshape(-1))[chosen]
         if errors.max() < 0.01:
             break
+        written = pose_channels(rig, goal.reshape(1, -1), chosen)
+        _set(rig, written)
+        channels = written
     stray = [JOINT_NAMES[j] for j, e in zip(chosen, errors) if e > WRITE_TOLERANCE_DEGREES]
     if stray:
         for name, (path, values) in before.items():
@@ -243,6 +283,7 @@ def apply_pose(rig: MappedRig, pose: np.ndarray, joints, key_frame: float | None
         raise DPoserError(f"'{rig.object.name}': {', '.join(stray)} did not follow the bones DPoser-X wrote (a "
                           f"constraint or IK drives them): nothing was changed. Check the rig map's write bones.")
     if key_frame is not None:
+        channels = pose_channels(rig, read_pose(rig)[None], chosen)  # the pose as it now is, on every written bone
         keyframes.write_channels(keyframes.object_channelbag(rig.object), channels, np.array([key_frame]))
 
 

@@ -76,11 +76,10 @@ _PROBLEMS: dict = {}
 def rig_problem(ob) -> str | None:
     """Why no job can run on armature `ob` (neither SMPL-X nor matched by a rig map), or None; cheap enough for
     poll (cached per armature, its bone count and its map)."""
-    own = ob.get(mapped_rig.MAP_KEY)
-    key = (ob.as_pointer(), ob.data.as_pointer(), len(ob.data.bones), str(own.to_dict() if own else None))
+    key = (ob.as_pointer(), ob.data.as_pointer(), len(ob.data.bones), mapped_rig.map_signature(ob))
     if key not in _PROBLEMS:
         problem = None
-        if len(_smplx_bones(ob)[0]) < len(JOINT_NAMES) / 2 or own is not None:
+        if len(_smplx_bones(ob)[0]) < len(JOINT_NAMES) / 2 or mapped_rig.has_map(ob):
             try:
                 mapped_rig.choose_map(ob)
             except DPoserError as exc:
@@ -95,7 +94,7 @@ def find_rig(ob):
     DPoserError says what is wrong."""
     if ob is None or ob.type != 'ARMATURE':
         raise DPoserError("Select an SMPL-X armature (the active object is not an armature).")
-    if len(_smplx_bones(ob)[0]) < len(JOINT_NAMES) / 2 or mapped_rig.MAP_KEY in ob:
+    if len(_smplx_bones(ob)[0]) < len(JOINT_NAMES) / 2 or mapped_rig.has_map(ob):
         return mapped_rig.find_mapped_rig(ob)
     return find_smplx_rig(ob)
 

@@ -163,11 +163,13 @@ def bases_for(armature: ArmatureRest, current: np.ndarray, current_bases: dict[i
               targets: dict[int, np.ndarray]) -> dict[int, np.ndarray]:
     """Basis rotations (T, 3, 3) that give the bones in `targets` their target rotation deltas (T, 3, 3).
 
-    current (B, 3, 3): every bone's present rotation delta (evaluated); current_bases: the targeted bones' present
-    bases (3, 3). Each bone turns from where it is: its parent space is taken as evaluated now (so scaled or
+    current (B, 3, 3) or per frame (T, B, 3, 3): every bone's present rotation delta (evaluated); current_bases:
+    the targeted bones' present bases ((T,) 3, 3). Each bone turns from where it is: its parent space is taken as evaluated now (so scaled or
     constrained parents, e.g. Rigify's stretchy tweaks, count as they are), moved with its parent when that is
     written too. A bone not written keeps its place relative to its parent as it is now (exact for plain FK
     bones; for constrained ones the best guess before the scene is evaluated again)."""
+    current = np.asarray(current)[None] if np.ndim(current) == 3 else np.asarray(current)  # (T or 1, B, 3, 3)
+    turn = lambda a: np.swapaxes(a, -1, -2)  # noqa: E731
     memo: dict[int, np.ndarray] = {}
 
     def posed(b: int) -> np.ndarray:
@@ -176,16 +178,16 @@ def bases_for(armature: ArmatureRest, current: np.ndarray, current_bases: dict[i
             if b in targets:
                 memo[b] = targets[b]
             elif p < 0:
-                memo[b] = current[b][None]
+                memo[b] = current[:, b]
             else:
-                memo[b] = posed(p) @ current[p].T @ current[b]
+                memo[b] = posed(p) @ turn(current[:, p]) @ current[:, b]
         return memo[b]
 
     out = {}
     for b in sorted(targets):
         p, rest = armature.parents[b], armature.rest[b]
-        parent_turn = posed(p) @ current[p].T if p >= 0 else np.eye(3)[None]
-        out[b] = current_bases[b] @ rest.T @ current[b].T @ np.swapaxes(parent_turn, -1, -2) @ targets[b] @ rest
+        parent_turn = posed(p) @ turn(current[:, p]) if p >= 0 else np.eye(3)[None]
+        out[b] = current_bases[b] @ rest.T @ turn(current[:, b]) @ turn(parent_turn) @ targets[b] @ rest
     return out
 
 

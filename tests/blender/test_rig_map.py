@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from conftest import select_bones, snapshot
 
-from dposerx_blender.blender import keyframes, mapped_rig, rig_bridge
+from dposerx_blender.blender import mapped_rig, rig_bridge, rig_map_ui
 from dposerx_blender.core.amass import AmassMotion, read_amass_npz, write_amass_npz
 from dposerx_blender.core.errors import DPoserError
 from dposerx_blender.core.skeleton import JOINT_INDEX
@@ -99,7 +99,7 @@ def test_complete_pose_keeps_locked_bones_bit_exact(make, calls):
     ob = make()
     rig = rig_bridge.find_rig(ob)
     rig_bridge.apply_pose(rig, mapped_pose(posable(rig), 4, 0.3), np.flatnonzero(posable(rig)))
-    locked = [rig.bone_names[JOINT_INDEX[n]] for n in ("left_knee", "head", "right_elbow", "spine1")]
+    locked = [rig.bone_names[JOINT_INDEX[n]] for n in ("left_knee", "head", "right_elbow", "spine2")]
     select_bones(ob, set(locked))
     assert bpy.ops.dposerx.lock_selected() == {'FINISHED'}
     channels = lambda: {pb.name: np.array((*pb.rotation_quaternion, *pb.rotation_euler)).tobytes()  # noqa: E731
@@ -154,7 +154,10 @@ def test_npz_import_and_export_through_the_map(tmp_path, name):
 
 def test_bad_map_reports_and_changes_nothing(calls):
     ob = build_rig("vrm_humanoid")
-    ob[mapped_rig.MAP_KEY] = {"name": "mine", "joints": {"pelvis": "hips", "left_knee": "nope"}}
+    group = ob.dposerx_rig_map
+    for joint, bone in (("pelvis", "hips"), ("left_knee", "nope")):
+        item = group.joints.add()
+        item.joint, item.bone = joint, bone
     before = snapshot()
     with pytest.raises(RuntimeError, match="must be mapped"):
         bpy.ops.dposerx.complete_pose()
@@ -165,7 +168,7 @@ def test_bad_map_reports_and_changes_nothing(calls):
 def test_map_naming_absent_bones_reports_and_changes_nothing(calls):
     ob = build_rig("vrm_humanoid")
     bpy.ops.dposerx.rig_map_from_preset()
-    ob[mapped_rig.MAP_KEY]["joints"]["left_elbow"] = "leftForeArm"  # a typo: no such bone
+    next(i for i in ob.dposerx_rig_map.joints if i.joint == "left_elbow").bone = "leftForeArm"  # no such bone
     before = snapshot()
     with pytest.raises(RuntimeError, match="left_elbow.*leftForeArm"):
         bpy.ops.dposerx.vary_pose()
@@ -177,7 +180,7 @@ def test_partial_preset_says_what_it_lacks():
     rig = rig_bridge.find_rig(ob)
     assert rig.lacking == ("spine3",)
     assert bpy.ops.dposerx.rig_map_from_preset() == {'FINISHED'}
-    assert ob[mapped_rig.MAP_KEY]["name"] == "vrm_humanoid"
+    assert ob.dposerx_rig_map.name == "vrm_humanoid"
 
 
 def test_unknown_armature_disables_the_solvers():
@@ -207,32 +210,38 @@ def test_constrained_write_bone_is_kept_and_named(calls):
 
 
 def test_map_presets_save_and_load(tmp_path, monkeypatch):
-    monkeypatch.setattr(mapped_rig, "user_map_dir", lambda: tmp_path)
+    monkeypatch.setattr(rig_map_ui, "user_map_dir", lambda: tmp_path)
     ob = build_rig("mpfb_default")
     bpy.ops.dposerx.rig_map_from_preset()
     assert bpy.ops.dposerx.rig_map_save(name="My MPFB") == {'FINISHED'}
     saved = tmp_path / "My MPFB.toml"
     assert saved.is_file()
-    del ob[mapped_rig.MAP_KEY]
+    bpy.ops.dposerx.rig_map_clear()
+    assert not mapped_rig.has_map(ob)
     assert bpy.ops.dposerx.rig_map_load(filepath=str(saved)) == {'FINISHED'}
-    assert ob[mapped_rig.MAP_KEY]["joints"]["left_elbow"] == "lowerarm01.L"
+    assert mapped_rig.stored_map(ob).joints["left_elbow"] == "lowerarm01.L"
     assert rig_bridge.find_rig(ob).name == "My MPFB"
 
 
 def test_mirror_copies_left_to_right():
     ob = build_rig("mixamo")
     bpy.ops.dposerx.rig_map_from_preset()
-    joints = ob[mapped_rig.MAP_KEY]["joints"]
-    del joints["right_elbow"]
+    next(i for i in ob.dposerx_rig_map.joints if i.joint == "right_elbow").bone = ""
     assert bpy.ops.dposerx.rig_map_mirror() == {'FINISHED'}
-    assert ob[mapped_rig.MAP_KEY]["joints"]["right_elbow"] == "RightForeArm"
+    assert mapped_rig.stored_map(ob).joints["right_elbow"] == "RightForeArm"
 
 
 def test_calibrate_rest_from_current_pose():
+    """An odd rest (forearms twisted 90 degrees about themselves, as some exports are): calibrated on the pose
+    that straightens them, that pose reads as SMPL-X's rest."""
     ob = build_rig("ue4_mannequin")
+    for name in ("lowerarm_l", "lowerarm_r"):
+        ob.pose.bones[name].rotation_quaternion = (np.cos(np.pi / 4), 0, np.sin(np.pi / 4), 0)  # about the bone
     rig = rig_bridge.find_rig(ob)
-    bent = mapped_pose(posable(rig), 2, 0.3)
-    rig_bridge.apply_pose(rig, bent, np.flatnonzero(posable(rig)))
+    elbow = JOINT_INDEX["left_elbow"]
+    assert np.degrees(np.linalg.norm(rig_bridge.read_pose(rig).reshape(55, 3)[elbow])) == pytest.approx(90, abs=1)
     assert bpy.ops.dposerx.rig_calibrate_rest() == {'FINISHED'}
-    calibrated = rig_bridge.find_rig(ob)
-    assert np.abs(rig_bridge.read_pose(calibrated)[3:]).max() < 1e-4  # the current pose now reads as the rest
+    # The arms now read straight (the hands, turned with the forearms, show their own geometry in the fingers).
+    assert np.abs(rig_bridge.read_pose(rig_bridge.find_rig(ob))[:3 * 20]).max() < 1e-4  # up to the elbows
+    assert bpy.ops.dposerx.rig_calibrate_clear() == {'FINISHED'}
+    assert np.degrees(np.linalg.norm(rig_bridge.read_pose(rig_bridge.find_rig(ob)).reshape(55, 3)[elbow])) > 89

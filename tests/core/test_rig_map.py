@@ -137,3 +137,11 @@ def _descends(arm, b, ancestor):
             return True
         b = arm.parents[b]
     return False
+
+
+def test_map_file_round_trip(tmp_path):
+    """Saved maps (Rig Map > Save) load back as the same map."""
+    for name in ("rigify", "daz_genesis8", "vrm_humanoid"):
+        joint_map = load_joint_maps()[name]
+        (tmp_path / f"{name}.toml").write_text(joint_map.to_toml())
+        assert JointMap.load(tmp_path / f"{name}.toml") == joint_map

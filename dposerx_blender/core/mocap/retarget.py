@@ -136,6 +136,25 @@ class JointMap:
                    joints, data.get("tips", {}), data.get("rest_frame"), data.get("write", {}),
                    data.get("fk_switches", {}), data.get("kind", "file"), data.get("translation", ""))
 
+    def to_toml(self) -> str:
+        """The map as a joint-map TOML file (what `load` reads back)."""
+        def value(v):
+            if isinstance(v, dict):
+                return "{ " + ", ".join(f"{k} = {value(x)}" for k, x in v.items()) + " }"
+            if isinstance(v, (list, tuple)):
+                return "[" + ", ".join(value(x) for x in v) + "]"
+            return repr(float(v)) if isinstance(v, (int, float)) else '"' + str(v).replace('"', '\\"') + '"'
+
+        lines = [f"name = {value(self.name)}", f"kind = {value(self.kind)}",
+                 f"description = {value(self.description)}", f"detect = {value(list(self.detect))}"]
+        if self.translation:
+            lines.append(f"translation = {value(self.translation)}")
+        for title, table in (("joints", self.joints), ("tips", self.tips), ("write", self.write),
+                             ("fk_switches", self.fk_switches)):
+            if table:
+                lines += ["", f"[{title}]"] + [f"{value(k)} = {value(v)}" for k, v in table.items()]
+        return "\n".join(lines) + "\n"
+
     def source_names(self) -> set[str]:
         names = set()
         for entry in (*self.joints.values(), *self.tips.values()):
