@@ -25,7 +25,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
-import torch
 from scipy.spatial.transform import Rotation
 
 from ..errors import DPoserError
@@ -404,6 +403,9 @@ def retarget(motion: Motion, joint_map: JointMap) -> Retargeted:
 def _direction_errors(poses: np.ndarray, points: _SourcePoints):
     """Degrees (T, 55) between each aimed SMPL-X bone, from FK of the output axis-angle, and the source bone;
     and the FK joints (T, 55, 3) in canonical axes."""
+    import torch  # here, not at import: Blender registers the extension (which reads rigs with this module)
+    # without waiting for torch
+
     rot = Rotation.from_rotvec(poses.reshape(-1, 3)).as_matrix().reshape(len(poses), NUM_JOINTS, 3, 3)
     rot[:, 0] = Y_UP_TO_Z_UP.T @ rot[:, 0]  # back to canonical axes for the comparison
     joints = forward_kinematics(torch.from_numpy(rot)).numpy()
