@@ -1,5 +1,6 @@
 """Bone layouts of users' rigs named like the presets, built from the project's rest skeleton (core.skeleton), for
-the rig-map tests in core (numpy) and blender (edit bones). No rig files: every layout is generated here.
+the rig-map tests in core (numpy) and blender (edit bones, `build_rig`; `rigify_rig` generates Rigify's), and
+bench.rig_map_overhead. No rig files: every layout is generated here. bpy is imported only by the builders.
 
 A layout is a list of Bone(name, parent, head, tail) in Blender's Z-up armature space (the character faces -Y),
 parents first. Rest options: an A-pose (arms lowered), a unit scale, and helper bones the maps leave out.
@@ -147,3 +148,39 @@ TEST_RIGS = {
                          inserts={"spine03": ["spine05", "spine04"], "lowerarm01.L": ["upperarm02.L"],
                                   "lowerleg01.R": ["upperleg02.R"]}),
 }
+
+
+def build_rig(name: str, prefix: str = "", roll_seed: int = 3):
+    """An armature from a TEST_RIGS layout: random bone rolls, bones not connected."""
+    import bpy
+
+    rng = np.random.default_rng(roll_seed)
+    armature = bpy.data.armatures.new(name)
+    ob = bpy.data.objects.new(name, armature)
+    bpy.context.scene.collection.objects.link(ob)
+    bpy.context.view_layer.objects.active = ob
+    bpy.ops.object.mode_set(mode='EDIT')
+    for bone in preset_layout(**TEST_RIGS[name]):
+        edit = armature.edit_bones.new(prefix + bone.name)
+        edit.head, edit.tail = bone.head, bone.tail
+        edit.roll = rng.uniform(-np.pi, np.pi)
+        if bone.parent:
+            edit.parent = armature.edit_bones[prefix + bone.parent]
+    bpy.ops.object.mode_set(mode='OBJECT')
+    return ob
+
+
+def rigify_rig(fk=True):
+    """Rigify's generated rig from the Human metarig (Blender's bundled add-on), limbs switched to FK."""
+    import addon_utils
+    import bpy
+
+    addon_utils.enable("rigify", default_set=True)
+    bpy.ops.object.armature_human_metarig_add()
+    bpy.ops.pose.rigify_generate()
+    ob = bpy.context.object
+    if fk:
+        for bone in ("upper_arm_parent.L", "upper_arm_parent.R", "thigh_parent.L", "thigh_parent.R"):
+            ob.pose.bones[bone]["IK_FK"] = 1.0
+    bpy.ops.object.mode_set(mode='OBJECT')
+    return ob

@@ -1,7 +1,6 @@
 """Users' rigs through rig maps, in Blender: a Rigify rig generated from the Human metarig that ships with
 Blender, and Mixamo (A-pose), Unreal-mannequin, VRM and MPFB-named rigs built from tests/rig_specs.py.
 SMPL-X pose -> rig -> SMPL-X round trips, the jobs through the map (fake solvers: the plumbing), bad maps."""
-import addon_utils
 import bpy
 import numpy as np
 import pytest
@@ -11,40 +10,9 @@ from dposerx_blender.blender import mapped_rig, rig_bridge, rig_map_ui
 from dposerx_blender.core.amass import AmassMotion, read_amass_npz, write_amass_npz
 from dposerx_blender.core.errors import DPoserError
 from dposerx_blender.core.skeleton import JOINT_INDEX
-from tests.rig_specs import TEST_RIGS, mapped_pose, preset_layout, rotation_errors_degrees
+from tests.rig_specs import TEST_RIGS, build_rig, mapped_pose, rigify_rig, rotation_errors_degrees
 
 ROUND_TRIP_DEGREES = 0.5
-
-
-def build_rig(name: str, prefix: str = "", roll_seed: int = 3):
-    """An armature from a TEST_RIGS layout: random bone rolls, bones not connected."""
-    rng = np.random.default_rng(roll_seed)
-    armature = bpy.data.armatures.new(name)
-    ob = bpy.data.objects.new(name, armature)
-    bpy.context.scene.collection.objects.link(ob)
-    bpy.context.view_layer.objects.active = ob
-    bpy.ops.object.mode_set(mode='EDIT')
-    for bone in preset_layout(**TEST_RIGS[name]):
-        edit = armature.edit_bones.new(prefix + bone.name)
-        edit.head, edit.tail = bone.head, bone.tail
-        edit.roll = rng.uniform(-np.pi, np.pi)
-        if bone.parent:
-            edit.parent = armature.edit_bones[prefix + bone.parent]
-    bpy.ops.object.mode_set(mode='OBJECT')
-    return ob
-
-
-def rigify_rig(fk=True):
-    """Rigify's generated rig from the Human metarig (Blender's bundled add-on), limbs switched to FK."""
-    addon_utils.enable("rigify", default_set=True)
-    bpy.ops.object.armature_human_metarig_add()
-    bpy.ops.pose.rigify_generate()
-    ob = bpy.context.object
-    if fk:
-        for bone in ("upper_arm_parent.L", "upper_arm_parent.R", "thigh_parent.L", "thigh_parent.R"):
-            ob.pose.bones[bone]["IK_FK"] = 1.0
-    bpy.ops.object.mode_set(mode='OBJECT')
-    return ob
 
 
 RIGS = {"rigify": rigify_rig, **{name: (lambda name=name: build_rig(name)) for name in TEST_RIGS},

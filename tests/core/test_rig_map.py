@@ -145,3 +145,31 @@ def test_map_file_round_trip(tmp_path):
         joint_map = load_joint_maps()[name]
         (tmp_path / f"{name}.toml").write_text(joint_map.to_toml())
         assert JointMap.load(tmp_path / f"{name}.toml") == joint_map
+
+
+CGSPEED_3DSMAX = ["Hips", "LHipJoint", "LeftHip", "LeftKnee", "LeftAnkle", "LeftToe", "LeftToe_end", "RHipJoint",
+                  "RightHip", "RightKnee", "RightAnkle", "RightToe", "RightToe_end", "lowerback", "Chest", "Chest2",
+                  "lowerneck", "Neck", "Head", "Head_end", "LeftCollar", "LeftShoulder", "LeftElbow", "LeftWrist",
+                  "lhand", "LFingers", "LFingers_end", "LThumb", "RightCollar", "RightShoulder", "RightElbow",
+                  "RightWrist", "rhand", "RFingers", "RFingers_end", "RThumb"]
+
+
+def test_cgspeed_3dsmax_bvh_names_have_a_map():
+    from dposerx_blender.core.mocap.motion import Motion
+    from dposerx_blender.core.mocap.retarget import detect_joint_map
+
+    motion = Motion("cmu_3dsmax", CGSPEED_3DSMAX, np.r_[-1, np.zeros(len(CGSPEED_3DSMAX) - 1, int)],
+                    np.zeros((len(CGSPEED_3DSMAX), 3)), np.broadcast_to(np.eye(3), (1, len(CGSPEED_3DSMAX), 3, 3)),
+                    np.zeros((1, 3)), 120.0)
+    assert detect_joint_map(motion).name == "cgspeed_3dsmax_bvh"
+
+
+def test_refused_skeleton_says_how_to_add_a_map():
+    from dposerx_blender.core.mocap.motion import Motion
+    from dposerx_blender.core.mocap.retarget import detect_joint_map
+
+    names = ["Root", "Thing"]
+    motion = Motion("odd", names, np.array([-1, 0]), np.zeros((2, 3)), np.broadcast_to(np.eye(3), (1, 2, 3, 3)),
+                    np.zeros((1, 3)), 30.0)
+    with pytest.raises(DPoserError, match="no joint map recognises.*Joint maps are TOML files.*Rig Map"):
+        detect_joint_map(motion)
