@@ -4,6 +4,7 @@ SMPL-X pose -> rig -> SMPL-X round trips, the jobs through the map (fake solvers
 import bpy
 import numpy as np
 import pytest
+from bpy_extras.anim_utils import action_get_channelbag_for_slot
 from conftest import select_bones, snapshot
 
 from dposerx_blender.blender import mapped_rig, rig_bridge, rig_map_ui
@@ -213,3 +214,24 @@ def test_calibrate_rest_from_current_pose():
     assert np.abs(rig_bridge.read_pose(rig_bridge.find_rig(ob))[:3 * 20]).max() < 1e-4  # up to the elbows
     assert bpy.ops.dposerx.rig_calibrate_clear() == {'FINISHED'}
     assert np.degrees(np.linalg.norm(rig_bridge.read_pose(rig_bridge.find_rig(ob)).reshape(55, 3)[elbow])) > 89
+
+
+def test_pins_library_and_hypotheses_through_the_map(calls):
+    ob = build_rig("mixamo")
+    rig = rig_bridge.find_rig(ob)
+    select_bones(ob, {"LeftHand"})
+    ob.data.bones.active = ob.data.bones["LeftHand"]
+    assert bpy.ops.dposerx.add_pin() == {'FINISHED'}
+    bpy.context.view_layer.objects.active = ob
+    assert bpy.ops.dposerx.pin_to_target() == {'FINISHED'}
+    name, args = calls[-1]
+    assert name == "solve_pins" and list(args["targets"]) == [JOINT_INDEX["left_wrist"]]
+    assert args["rest_joints"].shape == (55, 3) and np.isfinite(args["rest_joints"]).all()
+    settings = bpy.context.scene.dposerx
+    settings.library_count, settings.library_assets, settings.library_keys = 2, True, False
+    assert bpy.ops.dposerx.generate_library() == {'FINISHED'}
+    assets = [a for a in bpy.data.actions if a.asset_data]
+    assert len(assets) == 2
+    channelbag = action_get_channelbag_for_slot(assets[0], assets[0].slots[0])
+    assert any('"LeftForeArm"' in fc.data_path for fc in channelbag.fcurves)
+    assert not any('"Hips"' in fc.data_path for fc in channelbag.fcurves)  # the global orientation is not posed
