@@ -75,8 +75,8 @@ _PROBLEMS: dict = {}
 
 def rig_problem(ob) -> str | None:
     """Why no job can run on armature `ob` (neither SMPL-X nor matched by a rig map), or None; cheap enough for
-    poll (cached per armature, its bone count and its map)."""
-    key = (ob.as_pointer(), ob.data.as_pointer(), len(ob.data.bones), mapped_rig.map_signature(ob))
+    poll (cached per armature, its bone names and its map)."""
+    key = (ob.as_pointer(), hash(tuple(ob.data.bones.keys())), mapped_rig.map_signature(ob))
     if key not in _PROBLEMS:
         problem = None
         if len(_smplx_bones(ob)[0]) < len(JOINT_NAMES) / 2 or mapped_rig.has_map(ob):

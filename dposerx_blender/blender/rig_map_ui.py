@@ -17,7 +17,7 @@ from bpy_extras.io_utils import ImportHelper
 
 from ..core import rig_math
 from ..core.errors import DPoserError
-from ..core.mocap.retarget import JointMap
+from ..core.mocap.retarget import REQUIRED_JOINTS, JointMap
 from ..core.skeleton import JOINT_NAMES
 from . import mapped_rig, rig_bridge
 from .props import ADDON_PACKAGE
@@ -154,10 +154,11 @@ class DPOSERX_OT_rig_map_save(_ArmatureOperator, bpy.types.Operator):
         joint_map = mapped_rig.stored_map(ob)
         if joint_map is None:
             raise DPoserError("No rig map to save: use From Preset or pick bones first.")
+        detect = [joint_map.joints[name] for name in REQUIRED_JOINTS if isinstance(joint_map.joints[name], str)]
         joint_map = JointMap.from_dict({**json.loads(ob.dposerx_rig_map.extras or "{}"), "joints": joint_map.joints,
                                         "write": joint_map.write, "name": self.name, "kind": "rig",
-                                        "detect": sorted(set(joint_map.source_names()))[:6]}, self.name, self.name)
-        path = user_map_dir() / f"{bpy.path.clean_name(self.name) if '/' in self.name else self.name}.toml"
+                                        "detect": detect}, self.name, self.name)
+        path = user_map_dir() / (self.name.replace("/", "_").replace("\\", "_") + ".toml")
         path.write_text(joint_map.to_toml(), encoding="utf-8")
         ob.dposerx_rig_map.name = self.name
         return f"Saved rig map '{self.name}' to {path}"

@@ -81,6 +81,10 @@ def test_complete_pose_keeps_locked_bones_bit_exact(make, calls):
     assert all(after[name] == before[name] for name in locked)
     changed = [rig.bone_names[j] for j in np.flatnonzero(~args["observed"])]
     assert changed and all(after[name] != before[name] for name in changed)
+    first = rig_bridge.read_pose(rig)
+    assert bpy.ops.dposerx.cycle_hypothesis(step=1) == {'FINISHED'}  # Next, through the map too
+    assert not np.allclose(rig_bridge.read_pose(rig), first)
+    assert all(channels()[name] == before[name] for name in locked)
 
 
 def test_clean_mocap_through_the_map(calls):
