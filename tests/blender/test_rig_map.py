@@ -11,7 +11,7 @@ from dposerx_blender.blender import mapped_rig, rig_bridge, rig_map_ui
 from dposerx_blender.core.amass import AmassMotion, read_amass_npz, write_amass_npz
 from dposerx_blender.core.errors import DPoserError
 from dposerx_blender.core.skeleton import JOINT_INDEX
-from tests.rig_specs import TEST_RIGS, build_rig, mapped_pose, rigify_rig, rotation_errors_degrees
+from tests.rig_specs import TEST_RIGS, build_rig, mapped_pose, preset_layout, rigify_rig, rotation_errors_degrees
 
 ROUND_TRIP_DEGREES = 0.5
 
@@ -239,3 +239,34 @@ def test_pins_library_and_hypotheses_through_the_map(calls):
     channelbag = action_get_channelbag_for_slot(assets[0], assets[0].slots[0])
     assert any('"LeftForeArm"' in fc.data_path for fc in channelbag.fcurves)
     assert not any('"Hips"' in fc.data_path for fc in channelbag.fcurves)  # the global orientation is not posed
+
+
+def test_bvh_with_mixamo_names_onto_a_vrm_rig(tmp_path):
+    """A BVH named like Mixamo's rig is read with the mixamo preset (armature presets serve files too) and keyed
+    onto a VRM rig through its map: the body joints both maps drive match the retargeter's result."""
+    from scipy.spatial.transform import Rotation
+
+    from dposerx_blender.core.mocap.bvh import read_bvh, write_bvh
+    from dposerx_blender.core.mocap.motion import Motion
+    from dposerx_blender.core.mocap.retarget import detect_joint_map, retarget
+
+    layout = preset_layout("mixamo", scale=100.0, skip=("left_eye_smplhf", "right_eye_smplhf"))
+    index = {bone.name: k for k, bone in enumerate(layout)}
+    parents = np.array([index[b.parent] if b.parent else -1 for b in layout])
+    offsets = np.array([b.head - (layout[p].head if p >= 0 else 0) for b, p in zip(layout, parents)])
+    rotations = Rotation.from_rotvec(np.random.default_rng(0).normal(size=(5 * len(layout), 3)) * 0.2)
+    motion = Motion("mixamo take", [b.name for b in layout], parents, offsets,
+                    rotations.as_matrix().reshape(5, len(layout), 3, 3), np.tile(layout[0].head, (5, 1)), 30.0)
+    write_bvh(motion, tmp_path / "take.bvh")
+    ob = build_rig("vrm_humanoid")
+    bpy.context.scene.render.fps = 30
+    assert bpy.ops.dposerx.import_bvh(filepath=str(tmp_path / "take.bvh")) == {'FINISHED'}
+    source = read_bvh(tmp_path / "take.bvh")
+    expected = retarget(source, detect_joint_map(source)).poses
+    rig = rig_bridge.find_rig(ob)
+    got = rig_bridge.read_track(rig, np.arange(1, 6, dtype=float))
+    # This VRM rig has no upperChest: SMPL-X's spine3 is not modelled, so the joints hanging from it (neck,
+    # collars) take its rotation into their own; every other body joint must match.
+    differ = {JOINT_INDEX[n] for n in ("spine3", "neck", "left_collar", "right_collar")}
+    both = [j for j in range(1, 22) if posable(rig)[j] and j not in differ]
+    assert rotation_errors_degrees(expected, got)[:, both].max() < ROUND_TRIP_DEGREES
