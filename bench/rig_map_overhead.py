@@ -1,7 +1,8 @@
 """What the rig map adds to a job: Complete Pose and Clean Mocap run through the operators (bundled prior, CPU,
-one torch thread), split into the solver's time and the rest, on the project's SMPL-X skeleton and on users' rigs (a Mixamo-named A-pose rig built like the
-tests' and a Rigify rig generated from Blender's Human metarig), the same poses on each. Also timed alone: the
-conversions (read the pose, write it back; read and key a track) that a map replaces.
+one torch thread), split into the solver's time and the rest, on the project's SMPL-X skeleton and on users'
+rigs (a Mixamo-named A-pose rig built like the tests' and a Rigify rig generated from Blender's Human metarig),
+the same poses on each. Also timed alone: the conversions (read the pose, write it back; read and key a track)
+that a map replaces.
 
 `.venv/bin/python -m bench.rig_map_overhead` prints a table (median of the repeats, seconds).
 """

@@ -141,7 +141,8 @@ def rotation_errors_degrees(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 # The test rigs of the issue: named like each preset, A-pose for Mixamo, helper and in-chain twist bones.
 TEST_RIGS = {
     "mixamo": dict(preset="mixamo", a_pose_degrees=45.0, scale=100.0, skip=("left_eye_smplhf", "right_eye_smplhf")),
-    "ue4_mannequin": dict(preset="ue4_mannequin", scale=100.0, origin_bone="root", skip=("left_eye_smplhf", "right_eye_smplhf"),
+    "ue4_mannequin": dict(preset="ue4_mannequin", scale=100.0, origin_bone="root",
+                          skip=("left_eye_smplhf", "right_eye_smplhf"),
                           leaves={"upperarm_l": ["upperarm_twist_01_l"], "thigh_r": ["thigh_twist_01_r"]}),
     "vrm_humanoid": dict(preset="vrm_humanoid", a_pose_degrees=10.0, skip=("spine3",)),
     "mpfb_default": dict(preset="mpfb_default", a_pose_degrees=40.0, scale=10.0, skip=("jaw",),

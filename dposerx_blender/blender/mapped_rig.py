@@ -2,11 +2,11 @@
 rig_bridge's SMPL-X `Rig`, with the same conversions (rig_bridge routes a MappedRig here), so solvers, tasks and
 operators see the usual (N, 165) pose vectors and (55,) masks. The maths is core.rig_map.
 
-The map is the object's own (Object.dposerx_rig_map, edited in the Rig Map panel) or the preset its bone names match. Reading
-takes the evaluated pose (pose_bone.matrix: constraints, IK and drivers included) of the bones the map reads;
-writing sets the bones it writes (Rigify: the FK controls), then checks that the evaluated pose follows. Joints
-that cannot follow (no bone of their own, a limb in IK, a constrained bone) are unwritable: the jobs keep them
-as they are and say so, and a write that does not take is undone with an error.
+The map is the object's own (Object.dposerx_rig_map, edited in the Rig Map panel) or the preset its bone names
+match. Reading takes the evaluated pose (pose_bone.matrix: constraints, IK and drivers included) of the bones the
+map reads; writing sets the bones it writes (Rigify: the FK controls), then checks that the evaluated pose
+follows. Joints that cannot follow (no bone of their own, a limb in IK, a constrained bone) are unwritable: the
+jobs keep them as they are and say so, and a write that does not take is undone with an error.
 """
 from __future__ import annotations
 
@@ -66,8 +66,8 @@ class MappedRig:
 
 
 def has_map(ob) -> bool:
-    group = getattr(ob, "dposerx_rig_map", None)
-    return bool(group is not None and group.joints)
+    # is_property_set first: reading the group would create it, and Blender 4.5 lists it as a custom property.
+    return ob.is_property_set("dposerx_rig_map") and bool(ob.dposerx_rig_map.joints)
 
 
 def stored_map(ob) -> JointMap | None:
@@ -254,7 +254,8 @@ def _set(rig: MappedRig, channels) -> None:
 
 def apply_pose(rig: MappedRig, pose: np.ndarray, joints, key_frame: float | None = None) -> None:
     """Set the writable `joints` to pose (165,) (parents first; constrained parents and stretchy spines need more
-    passes: up to twelve, until within 0.01 degrees), and key them at `key_frame`. DPoserError, with the rig as it was, when a joint does not follow."""
+    passes: up to thirteen, until within 0.01 degrees), and key them at `key_frame`. DPoserError, with the rig as it
+    was, when a joint does not follow."""
     from .rig_bridge import current_channels, rotation_path
 
     chosen = [j for j in np.asarray(list(joints), dtype=int).tolist() if not rig.unwritable[j]]

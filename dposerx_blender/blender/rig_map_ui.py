@@ -92,7 +92,8 @@ class DPOSERX_OT_rig_map_from_preset(_ArmatureOperator, bpy.types.Operator):
     bl_label = "From Preset"
 
     def run(self, context, ob):
-        ob.dposerx_rig_map.joints.clear()  # detect from the bone names, not from an older map
+        if mapped_rig.has_map(ob):
+            ob.dposerx_rig_map.joints.clear()  # detect from the bone names, not from an older map
         joint_map, lacking = mapped_rig.choose_map(ob)
         store_map(ob, joint_map)
         return f"Rig map from preset '{joint_map.name}'.{_lacking(lacking)}"
@@ -104,7 +105,8 @@ class DPOSERX_OT_rig_map_clear(_ArmatureOperator, bpy.types.Operator):
     bl_label = "Clear"
 
     def run(self, context, ob):
-        ob.dposerx_rig_map.joints.clear()
+        if mapped_rig.has_map(ob):
+            ob.dposerx_rig_map.joints.clear()
         return "Rig map cleared"
 
 
@@ -114,7 +116,7 @@ class DPOSERX_OT_rig_map_mirror(_ArmatureOperator, bpy.types.Operator):
     bl_label = "Mirror Left to Right"
 
     def run(self, context, ob):
-        items = {item.joint: item for item in ob.dposerx_rig_map.joints}
+        items = {item.joint: item for item in ob.dposerx_rig_map.joints} if mapped_rig.has_map(ob) else {}
         if not items:
             raise DPoserError("No rig map to mirror: use From Preset or pick bones first.")
         bones, count = ob.data.bones, 0
@@ -147,7 +149,8 @@ class DPOSERX_OT_rig_map_save(_ArmatureOperator, bpy.types.Operator):
     name: StringProperty(name="Name", default="My rig")
 
     def invoke(self, context, event):
-        self.name = context.object.dposerx_rig_map.name or context.object.name
+        ob = context.object
+        self.name = (ob.dposerx_rig_map.name if mapped_rig.has_map(ob) else "") or ob.name
         return context.window_manager.invoke_props_dialog(self)
 
     def run(self, context, ob):
@@ -261,8 +264,8 @@ class DPOSERX_PT_rig_map(bpy.types.Panel):
         row.operator(DPOSERX_OT_rig_calibrate_rest.bl_idname, icon='OUTLINER_OB_ARMATURE')
         row.operator(DPOSERX_OT_rig_calibrate_clear.bl_idname, text="", icon='X')
         layout.operator(DPOSERX_OT_rig_switch_to_fk.bl_idname, icon='CON_KINEMATIC')
-        group = ob.dposerx_rig_map
-        if group.joints:
+        if mapped_rig.has_map(ob):
+            group = ob.dposerx_rig_map
             layout.prop(group, "name")
             column = layout.column(align=True)
             for item in group.joints:

@@ -19,7 +19,7 @@ from scipy.spatial.transform import Rotation
 
 from .errors import DPoserError
 from .mocap.motion import Motion
-from .mocap.retarget import (AIM_CHOICES, TIP, JointMap, _SourcePoints, joint_source, retarget, source_rotations,
+from .mocap.retarget import (AIM_CHOICES, TIP, JointMap, joint_source, retarget, source_frame, source_rotations,
                              written_joints)
 from .skeleton import JOINT_INDEX, JOINT_NAMES, NUM_JOINTS
 
@@ -119,7 +119,7 @@ class ArmatureMap:
                 b = armature.parents[b]
         self.bones = sorted(keep)
         self.rest_motion = fitted.motion(np.eye(3)[None, None].repeat(len(armature.names), 1), self.bones)
-        self.axes = _SourcePoints(self.rest_motion, self.joint_map).frame
+        self.axes = source_frame(self.rest_motion, self.joint_map)
         self.written = {name: tuple(armature.index(s) for s in sources)
                         for name, sources in written_joints(self.joint_map).items()}
 
@@ -164,10 +164,10 @@ def bases_for(armature: ArmatureRest, current: np.ndarray, current_bases: dict[i
     """Basis rotations (T, 3, 3) that give the bones in `targets` their target rotation deltas (T, 3, 3).
 
     current (B, 3, 3) or per frame (T, B, 3, 3): every bone's present rotation delta (evaluated); current_bases:
-    the targeted bones' present bases ((T,) 3, 3). Each bone turns from where it is: its parent space is taken as evaluated now (so scaled or
-    constrained parents, e.g. Rigify's stretchy tweaks, count as they are), moved with its parent when that is
-    written too. A bone not written keeps its place relative to its parent as it is now (exact for plain FK
-    bones; for constrained ones the best guess before the scene is evaluated again)."""
+    the targeted bones' present bases ((T,) 3, 3). Each bone turns from where it is: its parent space is taken as
+    evaluated now (so scaled or constrained parents, e.g. Rigify's stretchy tweaks, count as they are), moved with
+    its parent when that is written too. A bone not written keeps its place relative to its parent as it is now
+    (exact for plain FK bones; for constrained ones the best guess before the scene is evaluated again)."""
     current = np.asarray(current)[None] if np.ndim(current) == 3 else np.asarray(current)  # (T or 1, B, 3, 3)
     turn = lambda a: np.swapaxes(a, -1, -2)  # noqa: E731
     memo: dict[int, np.ndarray] = {}

@@ -112,7 +112,8 @@ def test_bad_map_is_refused():
 
 def test_twist_pairs_carry_their_segment():
     """Daz Genesis 8: the twist bone's rotation is read as the segment's; writing straightens it."""
-    layout = preset_layout("daz_genesis8", a_pose_degrees=30.0, scale=100.0, skip=("left_eye_smplhf", "right_eye_smplhf"))
+    layout = preset_layout("daz_genesis8", a_pose_degrees=30.0, scale=100.0,
+                           skip=("left_eye_smplhf", "right_eye_smplhf"))
     arm = armature(layout, 2)
     joint_map, _ = load_joint_maps()["daz_genesis8"].resolve(arm.names)
     rig = ArmatureMap(joint_map, arm)

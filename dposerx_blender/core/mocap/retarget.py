@@ -317,6 +317,11 @@ class _SourcePoints:
         return target / source
 
 
+def source_frame(motion: Motion, joint_map: JointMap) -> np.ndarray:
+    """(3, 3) rotation from the source's axes to SMPL-X's canonical ones, from its rest pose (see _SourcePoints)."""
+    return _SourcePoints(motion.slice(0, 1), joint_map).frame
+
+
 def joint_source(entry, twist: bool) -> str:
     """The source joint of a map entry that gives the SMPL-X joint its position (twist False) or its rotation
     (twist True: a twist bone carries its segment's whole rotation; a "between" point turns with its first end)."""
