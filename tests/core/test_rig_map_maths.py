@@ -1,5 +1,7 @@
 """Rig maps without Blender: presets resolved on armature layouts named like them (tests/rig_specs.py), SMPL-X
 pose -> bone rotations -> SMPL-X round trips, partial and bad maps, and the aim fallbacks for optional joints."""
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
@@ -7,6 +9,7 @@ from scipy.spatial.transform import Rotation
 from dposerx_blender.core.errors import DPoserError
 from dposerx_blender.core.mocap.retarget import JointMap, detected_maps, load_joint_maps
 from dposerx_blender.core.rig_map import ArmatureMap, ArmatureRest, bases_for, posed_deltas
+from dposerx_blender.core.skeleton import JOINT_INDEX
 from tests.rig_specs import TEST_RIGS, mapped_pose, preset_layout, rotation_errors_degrees
 
 
@@ -49,6 +52,23 @@ def test_round_trip_through_bone_bases(name):
     """pose -> written bone deltas -> bases (Blender's FK inverse) -> FK -> read: every mapped joint within 0.5 deg
     (in fact to float precision), whatever the rolls, A-pose, scale and unmapped helper bones."""
     rig, _ = fitted(name)
+    assert round_trip_errors(rig).max() < 1e-6
+
+
+def test_round_trip_with_a_calibrated_map():
+    """A map's [calibration] (issue 11's per-rig rotations) is undone on writing: the round trip stays exact."""
+    rig, _ = fitted("mixamo")
+    calibration = {"spine3": [4.0, 0.0, 0.0], "left_collar": [0.0, 0.0, 12.0], "head": [0.0, 6.0, -3.0]}
+    assert set(calibration) <= set(rig.joint_map.joints)
+    calibrated = ArmatureMap(replace(rig.joint_map, calibration=calibration), rig.armature)
+    assert round_trip_errors(calibrated).max() < 1e-6
+    rest = np.broadcast_to(np.eye(3), (1,) + rig.armature.rest.shape)
+    turned = rotation_errors_degrees(rig.read(rest), calibrated.read(rest))[0]
+    assert turned[JOINT_INDEX["spine3"]] > 3 and turned[JOINT_INDEX["left_collar"]] > 10  # the calibration is used
+
+
+def round_trip_errors(rig: ArmatureMap) -> np.ndarray:
+    """pose -> written bone deltas -> bases -> FK -> read: degrees (4, mapped joints)."""
     arm = rig.armature
     poses = np.stack([mapped_pose(rig.mapped, seed) for seed in range(4)])
     current = np.broadcast_to(np.eye(3), arm.rest.shape)
@@ -57,8 +77,7 @@ def test_round_trip_through_bone_bases(name):
     for b, basis in bases_for(arm, current, {b: np.eye(3) for b in targets}, targets).items():
         bases[:, b] = basis
     back = rig.read(posed_deltas(arm, bases))
-    errors = rotation_errors_degrees(poses, back)[:, rig.mapped]
-    assert errors.max() < 1e-6
+    return rotation_errors_degrees(poses, back)[:, rig.mapped]
 
 
 def test_rest_pose_reads_as_the_rest_geometry():
@@ -141,8 +160,8 @@ def _descends(arm, b, ancestor):
 
 
 def test_map_file_round_trip(tmp_path):
-    """Saved maps (Rig Map > Save) load back as the same map."""
-    for name in ("rigify", "daz_genesis8", "vrm_humanoid"):
+    """Saved maps (Rig Map > Save) load back as the same map, calibration and rest frame included."""
+    for name in ("rigify", "daz_genesis8", "vrm_humanoid", "cmu_bvh", "iclone_bvh"):  # with calibration, rest_frame
         joint_map = load_joint_maps()[name]
         (tmp_path / f"{name}.toml").write_text(joint_map.to_toml())
         assert JointMap.load(tmp_path / f"{name}.toml") == joint_map

@@ -155,6 +155,8 @@ class JointMap:
                  f"description = {value(self.description)}", f"detect = {value(list(self.detect))}"]
         if self.translation:
             lines.append(f"translation = {value(self.translation)}")
+        if self.rest_frame is not None:
+            lines.append(f"rest_frame = {int(self.rest_frame)}")
         for title, table in (("joints", self.joints), ("tips", self.tips), ("write", self.write),
                              ("fk_switches", self.fk_switches), ("calibration", self.calibration)):
             if table:
@@ -460,10 +462,11 @@ def written_joints(joint_map: JointMap) -> dict[str, tuple[str, ...]]:
 
 
 def source_rotations(poses: np.ndarray, motion: Motion, joint_map: JointMap) -> dict[str, np.ndarray]:
-    """The inverse of retargeting's transfer (steps 1-2, and the map's calibration): source joint -> (T, 3, 3) global rotation delta in the
-    source's axes that makes `retarget` read `poses` (T, 165, global orientation in AMASS's Z-up world) back, for
-    every joint of `written_joints`. Only the motion's rest pose is used. A twist bone gets its segment's whole
-    rotation, so relative to its bone it turns by nothing."""
+    """The inverse of retargeting's transfer (steps 1-2 and the map's calibration; not the per-take twist settling):
+    source joint -> (T, 3, 3) global rotation delta in the source's axes that makes `retarget(...,
+    settle_twists=False)` read `poses` (T, 165, global orientation in AMASS's Z-up world) back, for every joint of
+    `written_joints`. Only the motion's rest pose is used. A twist bone gets its segment's whole rotation, so
+    relative to its bone it turns by nothing."""
     if joint_map.rest_frame is not None:
         motion = motion.rebased(joint_map.rest_frame)
     points = _SourcePoints(motion.slice(0, 1), joint_map)
