@@ -2,10 +2,12 @@
 mode, Workbench on the CPU): `.venv/bin/python -m tools.guide_images` rewrites docs/img/guide_*.png.
 
 Armatures do not render, so every pose is drawn as a static copy of the skeleton's mannequin body
-(tools.demo.body_figure); grey is the input, blue the result, a red ball a pin.
+(tools.demo.body_figure; a Rigify rig's deform bones as tubes for "Your own rig"); grey is the input, blue the
+result, a red ball a pin. Name pictures to render only those (`... -m tools.guide_images rigify`).
 """
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 
@@ -251,11 +253,69 @@ def library_picture() -> None:
     picture.render("guide_library.png")
 
 
-def main() -> None:
-    """All pictures, or with arguments only those named (skeleton complete vary pin clean library)."""
-    import sys
+# Rigify's deform bones of the body and fingers (the face's are left out of the figure).
+RIGIFY_FIGURE = ("DEF-spine", "DEF-pelvis", "DEF-shoulder", "DEF-upper_arm", "DEF-forearm", "DEF-hand", "DEF-thigh",
+                 "DEF-shin", "DEF-foot", "DEF-toe", "DEF-f_", "DEF-thumb", "DEF-palm")
 
-    wanted = set(sys.argv[1:]) or {"skeleton", "complete", "vary", "pin", "clean", "library"}
+
+def rig_figure(picture, ob, label: str, color=BLUE) -> None:
+    """Draw a user's rig (its deform bones as posed, constraints included) at the picture's next slot."""
+    bpy.context.view_layer.update()
+    slot = np.array((picture.count * picture.spacing, 0.0, PELVIS_HEIGHT))
+    bones = [pb for pb in ob.pose.bones if pb.name.startswith(RIGIFY_FIGURE)]
+    origin = ob.matrix_world @ ob.pose.bones["DEF-spine"].head
+    curve = bpy.data.curves.new(f"{picture.name} {picture.count}", 'CURVE')
+    curve.dimensions, curve.bevel_depth, curve.bevel_resolution = '3D', 0.018, 2
+    for pb in bones:
+        spline = curve.splines.new('POLY')
+        spline.points.add(1)
+        a, b = (ob.matrix_world @ point - origin for point in (pb.head, pb.tail))
+        spline.points.foreach_set("co", [*a, 1.0, *b, 1.0])
+    figure = bpy.data.objects.new(curve.name, curve)
+    figure.location, figure.rotation_euler.z, figure.color = slot, np.radians(-30), color
+    picture.scene.collection.objects.link(figure)
+    text = bpy.data.objects.new(f"{picture.name} label {picture.count}", bpy.data.curves.new(label, 'FONT'))
+    text.data.body, text.data.align_x, text.data.size = label, 'CENTER', 0.16
+    text.location, text.rotation_euler, text.color = (slot[0], 0.0, 2.05), (np.pi / 2, 0, 0), (0, 0, 0, 1)
+    picture.scene.collection.objects.link(text)
+    picture.count += 1
+
+
+def rigify_picture(poses) -> None:
+    """A Rigify rig generated from Blender's Human metarig, limbs in FK, arms posed from a held-out pose through
+    the rig map and locked (their FK controls); Complete Pose, then Next Hypothesis."""
+    import addon_utils
+
+    addon_utils.enable("rigify", default_set=True)
+    bpy.ops.object.mode_set(mode='OBJECT') if bpy.context.object else None
+    bpy.ops.object.armature_human_metarig_add()
+    bpy.ops.pose.rigify_generate()
+    ob = bpy.context.object
+    bpy.ops.object.mode_set(mode='OBJECT')
+    for bone in ("upper_arm_parent.L", "upper_arm_parent.R", "thigh_parent.L", "thigh_parent.R"):
+        ob.pose.bones[bone]["IK_FK"] = 1.0
+    rig = rig_bridge.find_rig(ob)
+    arms = [rig_bridge.JOINT_NAMES.index(name) for name in ARMS]
+    rig_bridge.apply_pose(rig, poses[2], arms)
+    locked = {rig.bone_names[j] for j in arms}
+    bpy.ops.object.mode_set(mode='POSE')
+    for pose_bone in ob.pose.bones:
+        target = pose_bone if hasattr(pose_bone, "select") else pose_bone.bone  # PoseBone.select is 5.0+
+        target.select = pose_bone.name in locked
+    run(bpy.ops.dposerx.lock_selected)
+    picture = Picture("Rigify")
+    rig_figure(picture, ob, "Rigify, arms locked", GREY)
+    bpy.context.scene.dposerx.hypotheses = 4
+    run(bpy.ops.dposerx.complete_pose)
+    rig_figure(picture, ob, "Complete Pose")
+    run(bpy.ops.dposerx.cycle_hypothesis)
+    rig_figure(picture, ob, "Next Hypothesis")
+    picture.render("guide_rigify.png")
+
+
+def main() -> None:
+    """All pictures, or with arguments only those named (skeleton complete vary pin clean library rigify)."""
+    wanted = set(sys.argv[1:]) or {"skeleton", "complete", "vary", "pin", "clean", "library", "rigify"}
     started = time.perf_counter()
     bpy.ops.wm.read_factory_settings(use_empty=True)
     dposerx_blender.register()
@@ -264,7 +324,7 @@ def main() -> None:
     pictures = {"skeleton": lambda: skeleton_picture(heldout["poses"]),
                 "complete": lambda: complete_picture(heldout["poses"]), "vary": lambda: vary_picture(heldout["poses"]),
                 "pin": lambda: pin_picture(heldout["poses"]), "clean": lambda: clean_pictures(heldout["tracks"][0]),
-                "library": library_picture}
+                "library": library_picture, "rigify": lambda: rigify_picture(heldout["poses"])}
     for name, make in pictures.items():
         if name in wanted:
             make()

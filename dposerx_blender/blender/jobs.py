@@ -16,7 +16,7 @@ import bpy
 
 from ..core import errors
 from .props import preferences
-from .rig_bridge import armature_of
+from .rig_bridge import armature_of, rig_problem
 
 _PRIORS: dict = {}  # (weights folder, device) -> loaded prior, kept across runs; cleared on unregister
 
@@ -128,6 +128,10 @@ class JobOperator:
             return False
         if ob.mode not in {'POSE', 'OBJECT'}:
             cls.poll_message_set("Switch to Object or Pose Mode")
+            return False
+        problem = rig_problem(ob)
+        if problem:
+            cls.poll_message_set(problem)
             return False
         return True
 

@@ -35,8 +35,8 @@ def is_locked(pose_bone) -> bool:
 
 
 def locked_mask(rig: Rig) -> np.ndarray:
-    """(55,) bool, True where the SMPL-X joint's bone is locked."""
-    return np.array([is_locked(pb) for pb in rig.pose_bones])
+    """(55,) bool, True where the SMPL-X joint's bone is locked (a mapped rig's joint without a bone: False)."""
+    return np.array([pb is not None and is_locked(pb) for pb in rig.pose_bones])
 
 
 def set_locked(armature_object, pose_bone, locked: bool) -> bool:

@@ -9,7 +9,7 @@ from pathlib import Path
 import bpy
 import numpy as np
 
-from . import keyframes, mannequin, rig_bridge
+from . import keyframes, mannequin, mapped_rig, rig_bridge
 
 CATALOG_FILE = "blender_assets.cats.txt"
 THUMBNAIL_PIXELS = 128
@@ -61,7 +61,10 @@ def create_pose_assets(rig: rig_bridge.Rig, poses: np.ndarray, joints, catalog: 
 def render_thumbnails(rig: rig_bridge.Rig, actions) -> None:
     """A preview image per pose Action, rendered headless with Workbench: the Action on a scratch copy of the rig
     and the bodies it deforms (a scratch mannequin when it has none) in a scratch scene, removed afterwards; the
-    scene itself is not touched."""
+    scene itself is not touched. A user's rig through a rig map without a body gets no previews: the mannequin
+    stands on SMPL-X's bones, not on the rig's."""
+    if isinstance(rig, mapped_rig.MappedRig) and not mannequin.bodies(rig.object):
+        return
     data = bpy.data
     scene = data.scenes.new("DPoser-X Thumbnails")
     made = [(data.scenes, scene)]  # removed afterwards, last first

@@ -6,6 +6,7 @@ including an optional parent bone "root"), in the rig's own SMPL-X frame (see ri
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -14,7 +15,7 @@ from scipy.spatial.transform import Rotation
 from ..core import rig_math
 from ..core.errors import DPoserError
 from ..core.skeleton import JOINT_NAMES
-from . import keyframes
+from . import keyframes, mapped_rig
 
 ROOT_BONE = "root"
 # The Meshcapade add-on drops the "_smplhf" suffix of the eye joints.
@@ -57,20 +58,72 @@ def armature_of(ob):
     return ob
 
 
-def find_rig(ob) -> Rig:
-    """Recognise an SMPL-X armature (or the armature of an active body mesh) by its bone names; DPoserError says
-    what is wrong."""
+# --- Users' rigs: a rig map (mapped_rig) stands between their bones and these same pose vectors --------------
+
+
+def _or_mapped(function):
+    """Route a call with a MappedRig (a user's rig through a rig map) to mapped_rig's function of the same name."""
+    @functools.wraps(function)
+    def routed(rig, *args, **kwargs):
+        if isinstance(rig, mapped_rig.MappedRig):
+            return getattr(mapped_rig, function.__name__)(rig, *args, **kwargs)
+        return function(rig, *args, **kwargs)
+    return routed
+
+
+def unwritable(rig) -> np.ndarray:
+    """(55,) bool: joints no job may change on this rig besides locked ones (a mapped rig's unmapped joints and
+    those IK or a constraint overrides); none on an SMPL-X armature."""
+    return rig.unwritable if isinstance(rig, mapped_rig.MappedRig) else np.zeros(55, bool)
+
+
+def notes(rig) -> str:
+    return rig.notes() if isinstance(rig, mapped_rig.MappedRig) else ""
+
+
+_PROBLEMS: dict = {}
+
+
+def rig_problem(ob) -> str | None:
+    """Why no job can run on armature `ob` (neither SMPL-X nor matched by a rig map), or None; cheap enough for
+    poll (cached per armature, its bone names and its map)."""
+    key = (ob.as_pointer(), hash(tuple(ob.data.bones.keys())), mapped_rig.map_signature(ob))
+    if key not in _PROBLEMS:
+        problem = None
+        if len(_smplx_bones(ob)[0]) < len(JOINT_NAMES) / 2 or mapped_rig.has_map(ob):
+            try:
+                mapped_rig.choose_map(ob)
+            except DPoserError as exc:
+                problem = str(exc)
+        _PROBLEMS.clear() if len(_PROBLEMS) > 64 else None
+        _PROBLEMS[key] = problem
+    return _PROBLEMS[key]
+
+
+def find_rig(ob):
+    """The active armature (or the armature of an active body mesh) as an SMPL-X `Rig`, or a user's rig through
+    its rig map (`mapped_rig.MappedRig`); DPoserError says what is wrong."""
     ob = armature_of(ob)
     if ob is None or ob.type != 'ARMATURE':
         raise DPoserError("Select an SMPL-X armature (the active object is not an armature).")
+    if len(_smplx_bones(ob)[0]) < len(JOINT_NAMES) / 2 or mapped_rig.has_map(ob):
+        return mapped_rig.find_mapped_rig(ob)
+    return find_smplx_rig(ob)
+
+
+def _smplx_bones(ob) -> tuple[list[str], list[str]]:
     bones = ob.data.bones
     names, missing = [], []
     for name in JOINT_NAMES:
         found = next((n for n in (name, EYE_ALIASES.get(name, name)) if n in bones), None)
         (names if found else missing).append(found or name)
-    if len(missing) > len(names):
-        raise DPoserError(f"'{ob.name}' is not an SMPL-X armature: it has {len(names)} of the 55 SMPL-X bones "
-                          f"(pelvis, left_hip, ...). Add one with Add > Armature > SMPL-X Skeleton.")
+    return names, missing
+
+
+def find_smplx_rig(ob) -> Rig:
+    """Recognise an SMPL-X armature by its bone names; DPoserError says what is wrong."""
+    bones = ob.data.bones
+    names, missing = _smplx_bones(ob)
     if missing:
         raise DPoserError(f"'{ob.name}' lacks SMPL-X bones: {', '.join(missing)}.")
     head = {name: np.array(bones[name].head_local) for name in names}
@@ -152,9 +205,10 @@ def _visual_basis(rig: Rig, pose_bones) -> np.ndarray:
 
 def overridden_joints(rig: Rig, joints) -> list[int]:
     """The joints among `joints` whose visual rotation differs from their channels: a constraint overrides what
-    a job wrote there."""
+    a job wrote there. None on a mapped rig: its constrained joints are unwritable, and its writes are checked
+    against the evaluated pose (mapped_rig.apply_pose)."""
     joints = list(joints)
-    if not joints or not has_constraints(rig):
+    if not joints or isinstance(rig, mapped_rig.MappedRig) or not has_constraints(rig):
         return []
     pose_bones = [rig.pose_bones[j] for j in joints]
     channels = np.concatenate([_bone_basis(pb, None, None) for pb in pose_bones])
@@ -162,6 +216,7 @@ def overridden_joints(rig: Rig, joints) -> list[int]:
     return [j for j, angle in zip(joints, angles) if angle > CONSTRAINT_TOLERANCE_RAD]
 
 
+@_or_mapped
 def read_pose(rig: Rig, visual: bool = True) -> np.ndarray:
     """The rig's current pose (165,): as seen on screen (constraints included), or with `visual` False from the
     rotation channels alone."""
@@ -172,6 +227,7 @@ def read_pose(rig: Rig, visual: bool = True) -> np.ndarray:
     return _to_smplx(rig, basis[None], root_rotation(rig))[0]
 
 
+@_or_mapped
 def read_track(rig: Rig, frames: np.ndarray) -> np.ndarray:
     """The rig's animated poses at `frames` (T,) from its action's F-curves -> (T, 165)."""
     channelbag = _object_channelbag(rig, frames)
@@ -179,6 +235,7 @@ def read_track(rig: Rig, frames: np.ndarray) -> np.ndarray:
     return _to_smplx(rig, basis, root_rotation(rig, frames), frames)
 
 
+@_or_mapped
 def pose_channels(rig: Rig, poses: np.ndarray, joints, reference_frame: float | None = None,
                   frames: np.ndarray | None = None) -> list[keyframes.Channel]:
     """Channels for `joints` from poses (T, 165), in each bone's own rotation mode, continuous along T.
@@ -210,6 +267,7 @@ def pose_channels(rig: Rig, poses: np.ndarray, joints, reference_frame: float | 
     return channels
 
 
+@_or_mapped
 def apply_pose(rig: Rig, pose: np.ndarray, joints, key_frame: float | None = None) -> None:
     """Set `joints` of the rig to pose (165,); with `key_frame`, also key them there."""
     channels = pose_channels(rig, pose[None], joints, key_frame)
@@ -220,6 +278,7 @@ def apply_pose(rig: Rig, pose: np.ndarray, joints, key_frame: float | None = Non
         keyframes.write_channels(keyframes.object_channelbag(rig.object), channels, np.array([key_frame]))
 
 
+@_or_mapped
 def key_track(rig: Rig, poses: np.ndarray, joints, frames: np.ndarray) -> None:
     """Key `joints` of poses (T, 165) at `frames` (T,), replacing keys in that span only."""
     channels = pose_channels(rig, poses, joints, frames[0], frames)
@@ -227,12 +286,15 @@ def key_track(rig: Rig, poses: np.ndarray, joints, frames: np.ndarray) -> None:
 
 
 def keyed_joints(rig: Rig, start: float, end: float) -> np.ndarray:
-    """(55,) bool: the joints whose bone has a rotation F-curve with keys in [start, end]."""
+    """(55,) bool: the joints whose bone has a rotation F-curve with keys in [start, end] (a mapped rig: the bone
+    it writes)."""
     channelbag = keyframes.object_channelbag(rig.object, create=False)
     keyed = np.zeros(55, bool)
     if channelbag is None:
         return keyed
     for j, name in enumerate(rig.bone_names):
+        if not name:
+            continue
         mode = rig.object.pose.bones[name].rotation_mode
         path = f'pose.bones["{name}"].{rotation_path(mode)}'
         curves = [channelbag.fcurves.find(path, index=i) for i in range(4 if mode in ("QUATERNION", "AXIS_ANGLE")
@@ -274,12 +336,14 @@ def _nearest_equivalent(channel: keyframes.Channel, current: np.ndarray) -> np.n
     return values
 
 
+@_or_mapped
 def rest_joints(rig: Rig) -> np.ndarray:
     """Rest joint positions (55, 3) in metres, SMPL-X frame, pelvis at the origin (for FK on this skeleton)."""
     heads = np.array([rig.object.data.bones[name].head_local for name in rig.bone_names])
     return (heads - heads[0]) @ rig.axes.T * rig.metres_per_unit
 
 
+@_or_mapped
 def world_to_smplx(rig: Rig, point) -> np.ndarray:
     """A world-space point -> (3,) metres in the rig's SMPL-X frame relative to the posed pelvis."""
     from mathutils import Vector
@@ -292,6 +356,7 @@ def world_to_smplx(rig: Rig, point) -> np.ndarray:
 # --- Translation: the pelvis's offset from its rest position (AMASS `trans`), in metres, SMPL-X frame -------
 
 
+@_or_mapped
 def rest_pelvis(rig: Rig) -> np.ndarray:
     """The pelvis's rest position from the armature origin, (3,) metres in the rig's SMPL-X frame."""
     return rig.axes @ np.array(rig.object.data.bones[rig.bone_names[0]].head_local) * rig.metres_per_unit
@@ -319,6 +384,7 @@ def _translation_frame(rig: Rig, on_root: bool, frames: np.ndarray | None):
     return name, turn, lever @ turn - lever, rig.axes @ rest
 
 
+@_or_mapped
 def translation_channel(rig: Rig, trans: np.ndarray, on_root: bool = False,
                         frames: np.ndarray | None = None) -> keyframes.Channel:
     """trans (T, 3) -> the location channel of the pelvis (as the SMPL-X add-on keys it) or of the root bone, for
@@ -328,6 +394,7 @@ def translation_channel(rig: Rig, trans: np.ndarray, on_root: bool = False,
     return keyframes.Channel(f'pose.bones["{name}"].location', name, values)
 
 
+@_or_mapped
 def read_translation(rig: Rig, frames: np.ndarray, on_root: bool = False) -> np.ndarray:
     """The translation (T, 3) at `frames` from the pelvis's (or root's) location F-curves; inverse of
     `translation_channel` at the same frames."""

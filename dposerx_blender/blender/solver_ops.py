@@ -33,12 +33,13 @@ def part_mask(settings) -> np.ndarray:
 
 
 def free_joints(rig, settings, require_locked: bool) -> np.ndarray:
-    """(55,) bool: unlocked joints of the chosen parts; DPoserError when there are none (or no locked bones and
-    `require_locked`)."""
+    """(55,) bool: unlocked joints of the chosen parts that the rig can pose (see rig_bridge.unwritable);
+    DPoserError when there are none (or no locked bones and `require_locked`)."""
     locked = locked_mask(rig)
-    free = part_mask(settings) & ~locked
+    free = part_mask(settings) & ~locked & ~rig_bridge.unwritable(rig)
     if not free.any():
-        raise DPoserError("Nothing to change: every bone of the chosen parts is locked (or no part is chosen).")
+        raise DPoserError("Nothing to change: every bone of the chosen parts is locked (or no part is chosen). "
+                          + rig_bridge.notes(rig))
     if require_locked and not locked[1:].any():
         raise DPoserError("Lock the bones to keep first (Lock Selected): the prior completes the others.")
     return free
@@ -56,6 +57,15 @@ def report_text(rig, written, text: str, notes=()) -> str:
         notes = (*notes, f"constraints override {bone_list(rig, overridden)} (the screen shows the constraint's "
                          f"result, not the written rotation)")
     return WarningReport("; ".join((text, *notes))) if notes else text
+
+
+def noted(rig, apply):
+    """`apply` whose report also says what the rig map kept (limbs in IK, constrained bones); a warning stays one."""
+    def apply_and_note(result):
+        report = apply(result)
+        text = " ".join(filter(None, (report, rig_bridge.notes(rig))))
+        return WarningReport(text) if isinstance(report, WarningReport) else text
+    return apply_and_note
 
 
 def should_key(context) -> bool:
@@ -91,7 +101,7 @@ class DPOSERX_OT_complete_pose(JobOperator, bpy.types.Operator):
             return report_text(rig, np.flatnonzero(free),
                                f"Completed {int(free.sum())} bones; hypothesis 1 of {len(options)}")
 
-        return Plan(work, apply)
+        return Plan(work, noted(rig, apply))
 
 
 class DPOSERX_OT_cycle_hypothesis(bpy.types.Operator):
@@ -162,7 +172,7 @@ class DPOSERX_OT_vary_pose(JobOperator, bpy.types.Operator):
             rig_bridge.apply_pose(rig, result, np.flatnonzero(free), frame)
             return report_text(rig, np.flatnonzero(free), f"Varied {int(free.sum())} bones")
 
-        return Plan(work, apply)
+        return Plan(work, noted(rig, apply))
 
 
 def pin_targets(context, rig) -> dict[int, np.ndarray]:
@@ -211,7 +221,7 @@ class DPOSERX_OT_pin_to_target(JobOperator, bpy.types.Operator):
             return report_text(rig, np.flatnonzero(free), f"Pinned {len(targets)} bone(s); largest distance to a "
                                                           f"target {worst:.0f} mm", notes)
 
-        return Plan(work, apply)
+        return Plan(work, noted(rig, apply))
 
 
 class DPOSERX_OT_add_pin(bpy.types.Operator):
@@ -290,7 +300,7 @@ class DPOSERX_OT_clean_mocap(JobOperator, bpy.types.Operator):
             return report_text(rig, np.flatnonzero(written),
                                f"Cleaned frames {start}..{end}: {int(changed.sum())} bones changed, {keys} keys written")
 
-        return Plan(work, apply)
+        return Plan(work, noted(rig, apply))
 
 
 def _has_keys(ob, start: int, end: int) -> bool:
@@ -341,7 +351,7 @@ class DPOSERX_OT_generate_library(JobOperator, bpy.types.Operator):
                 notes.append(f"keys on frames {first_frame}..{first_frame + count - 1}")
             return "Generated " + " and ".join(notes)
 
-        return Plan(work, apply)
+        return Plan(work, noted(rig, apply))
 
 
 classes = (DPOSERX_OT_complete_pose, DPOSERX_OT_cycle_hypothesis, DPOSERX_OT_vary_pose, DPOSERX_OT_pin_to_target,

@@ -57,8 +57,13 @@ def channels_to_matrix(mode: str, values: np.ndarray) -> np.ndarray:
     elif mode == "AXIS_ANGLE":
         rotation = Rotation.from_quat(_axis_angle_channels_to_quaternion(values), scalar_first=True)
     else:
-        rotation = Rotation.from_euler(mode.lower(), values)
+        rotation = Rotation.from_euler(mode.lower(), values[..., _sequence(mode)])
     return np.where(invalid[..., None, None], np.nan, rotation.as_matrix())
+
+
+def _sequence(order: str) -> list[int]:
+    """Blender stores Euler angles as (x, y, z) whatever the order: the indices that list them in `order`."""
+    return ["XYZ".index(axis) for axis in order]
 
 
 def matrix_to_channels(mode: str, rot_mats: np.ndarray, reference: np.ndarray | None = None) -> np.ndarray:
@@ -70,15 +75,16 @@ def matrix_to_channels(mode: str, rot_mats: np.ndarray, reference: np.ndarray | 
     """
     rotation = Rotation.from_matrix(rot_mats)
     if mode in EULER_ORDERS:
+        sequence = _sequence(mode)
         with warnings.catch_warnings():  # gimbal lock: scipy puts the whole turn in the first angle, as we want
             warnings.filterwarnings("ignore", "Gimbal lock detected", UserWarning)
             angles = rotation.as_euler(mode.lower())
-        previous = reference
+        previous = None if reference is None else np.asarray(reference)[..., sequence]
         for t in range(len(angles)):
             if previous is not None:
                 angles[t] = compatible_euler(angles[t], previous)
             previous = angles[t]
-        return angles
+        return angles[..., np.argsort(sequence)]
     if reference is not None and mode == "AXIS_ANGLE":
         reference = _axis_angle_channels_to_quaternion(reference)
     quats = make_quaternions_continuous(rotation.as_quat(canonical=True, scalar_first=True), reference)

@@ -21,11 +21,11 @@ def keys(fcurve):
 
 def test_register_unregister_register():
     ours = [name for name in dir(bpy.types) if name.startswith("DPOSERX_")]
-    assert len(ours) == 21  # 13 operators, 7 panels, the scene settings (preferences are listed elsewhere)
+    assert len(ours) == 30  # 22 operators (8 of the Rig Map), 8 panels (property groups are not listed)
     dposerx_blender.unregister()
     try:
         assert not [name for name in dir(bpy.types) if name.startswith("DPOSERX_")]
-        assert not hasattr(bpy.types.Scene, "dposerx")
+        assert not hasattr(bpy.types.Scene, "dposerx") and not hasattr(bpy.types.Object, "dposerx_rig_map")
         assert skeleton_builder.draw_add_menu not in bpy.types.VIEW3D_MT_armature_add._dyn_ui_initialize()
     finally:
         dposerx_blender.register()

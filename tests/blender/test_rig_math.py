@@ -16,12 +16,13 @@ def random_rotations(n):
 
 @pytest.mark.parametrize("order", rig_math.EULER_ORDERS)
 def test_euler_matches_blender_convention(order):
-    """Blender "XYZ" applies X first: R = Rz Ry Rx (built here by hand), scipy's extrinsic lower-case "xyz"."""
+    """Blender "XYZ" applies X first: R = Rz Ry Rx (built here by hand), scipy's extrinsic lower-case "xyz"; the
+    channels hold the angles about X, Y and Z whatever the order."""
     angles = RNG.uniform(-3, 3, size=(40, 3))
-    angles[:, 1] = RNG.uniform(-1.5, 1.5, size=40)
+    angles[:, "XYZ".index(order[1])] = RNG.uniform(-1.5, 1.5, size=40)
     mats = rig_math.channels_to_matrix(order, angles)
-    about = {axis: Rotation.from_rotvec(np.outer(angles[:, k], np.eye(3)["XYZ".index(axis)])).as_matrix()
-             for k, axis in enumerate(order)}
+    about = {axis: Rotation.from_rotvec(np.outer(angles[:, k], np.eye(3)[k])).as_matrix()
+             for k, axis in enumerate("XYZ")}
     np.testing.assert_allclose(mats, about[order[2]] @ about[order[1]] @ about[order[0]], atol=1e-12)
     back = rig_math.matrix_to_channels(order, mats)
     np.testing.assert_allclose(rig_math.channels_to_matrix(order, back), mats, atol=1e-12)
@@ -29,7 +30,9 @@ def test_euler_matches_blender_convention(order):
 
 @pytest.mark.parametrize("order", rig_math.EULER_ORDERS)
 def test_euler_gimbal_lock(order):
-    angles = np.array([[0.4, np.pi / 2, -0.3], [0.4, -np.pi / 2, 1.0]])
+    middle = "XYZ".index(order[1])  # the order's middle axis at +-90 degrees locks the other two
+    angles = np.array([[0.4, 0.4, -0.3], [0.4, 0.4, 1.0]])
+    angles[:, middle] = np.pi / 2, -np.pi / 2
     mats = rig_math.channels_to_matrix(order, angles)
     back = rig_math.matrix_to_channels(order, mats[:, None])[:, 0]
     np.testing.assert_allclose(rig_math.channels_to_matrix(order, back), mats, atol=1e-9)
@@ -100,3 +103,15 @@ def test_rest_frame_formula_round_trip_with_any_roll():
     local = random_rotations(3 * 55).reshape(3, 55, 3, 3)
     basis = rig_math.smplx_to_basis(local, rest, axes)
     assert np.allclose(rig_math.basis_to_smplx(basis, rest, axes), local, atol=1e-12)
+
+
+@pytest.mark.parametrize("order", rig_math.EULER_ORDERS)
+def test_euler_channels_are_blenders(order):
+    """Blender stores rotation_euler as (x, y, z) whatever the order (a Rigify shoulder is YXZ)."""
+    from mathutils import Euler
+
+    angles = np.array([0.7, 0.4, -1.2])
+    expected = np.array(Euler(angles, order).to_matrix())
+    assert np.allclose(rig_math.channels_to_matrix(order, angles), expected, atol=1e-6)
+    back = rig_math.matrix_to_channels(order, expected[None])[0]
+    assert np.allclose(np.array(Euler(back, order).to_matrix()), expected, atol=1e-6)

@@ -11,21 +11,25 @@ For every SMPL-X joint k mapped to a source joint (joint-map TOML in joint_maps/
    between the mapped joint positions, so intermediate source joints fold into their SMPL-X neighbours; its
    twist stays the one carried by the source's rotation.
 Local rotations follow as parent_global^T @ global. Joints the map leaves out (fingers, jaw, eyes of sources
-without them) stay at identity and are reported as absent.
+without them, collars or spine joints of rigs with fewer bones) stay at identity and are reported as absent; a
+joint whose child is left out aims at the next mapped joint down its chain (spine1 at spine3 or the neck).
+
+The same maps drive users' armatures (core.rig_map): `source_rotations` inverts steps 1-2, giving the source
+bone rotations that reproduce an SMPL-X pose, and a map entry may name the twist bone that carries a segment's
+rotation ({bone = ..., twist = ...}).
 """
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
-import torch
 from scipy.spatial.transform import Rotation
 
 from ..errors import DPoserError
 from ..rig_math import Z_UP_TO_Y_UP
-from ..skeleton import (BODY_JOINTS, JOINT_INDEX, JOINT_NAMES, NUM_JOINTS, PARENTS, REST_JOINTS, TIP_OFFSETS,
+from ..skeleton import (JOINT_INDEX, JOINT_NAMES, NUM_JOINTS, PARENTS, REST_JOINTS, TIP_OFFSETS,
                         forward_kinematics)
 
 from .aim import aim, angle_between
@@ -33,10 +37,17 @@ from .calibration import calibration_matrices, settle_hinges
 from .motion import Motion
 
 JOINT_MAP_DIR = Path(__file__).with_name("joint_maps")
-REQUIRED_JOINTS = ("pelvis",) + tuple(JOINT_NAMES[j] for j in BODY_JOINTS)
+# The joints every map must name: the canonical frame needs the hips, shoulders, pelvis and neck; the limbs and
+# the head carry the pose. Collars, spine1-3 (rigs have 2 to 5 spine bones), feet, fingers, jaw and eyes are
+# optional: a joint left out is not modelled (identity) and its parent aims past it.
+REQUIRED_JOINTS = ("pelvis", "left_hip", "right_hip", "left_knee", "right_knee", "left_ankle",
+                   "right_ankle", "neck", "head", "left_shoulder", "right_shoulder", "left_elbow", "right_elbow",
+                   "left_wrist", "right_wrist")
 TIP = ()  # aim target meaning "this joint's own tip" (an end site in the source)
-# A hand end site (sources without fingers) stands for the knuckles: SMPL-X's middle1.
-TIP_STAND_INS = {"left_wrist": "left_middle1", "right_wrist": "right_middle1"}
+# A hand end site (sources without fingers) stands for the knuckles: SMPL-X's middle1; a foot without a toe joint
+# ends at the ball of the foot, SMPL-X's foot joint.
+TIP_STAND_INS = {"left_wrist": "left_middle1", "right_wrist": "right_middle1", "left_ankle": "left_foot",
+                 "right_ankle": "right_foot"}
 
 
 def _aim_choices() -> dict[str, list[tuple[str, tuple[str, ...]]]]:
@@ -54,9 +65,17 @@ def _aim_choices() -> dict[str, list[tuple[str, tuple[str, ...]]]]:
         "left_wrist": [("left_wrist", ("left_middle1",)), ("left_wrist", TIP)],
         "right_wrist": [("right_wrist", ("right_middle1",)), ("right_wrist", TIP)],
     }
-    for j, name in enumerate(JOINT_NAMES):
-        children = tuple(JOINT_NAMES[c] for c, p in enumerate(PARENTS) if p == j)
-        choices.setdefault(name, [(name, children if len(children) == 1 else TIP)])
+    chain_next = {JOINT_NAMES[j]: JOINT_NAMES[c] for j in range(NUM_JOINTS)
+                  if len(children := [c for c, p in enumerate(PARENTS) if p == j]) == 1 for c in children}
+    chain_next["spine3"] = "neck"
+    for name in JOINT_NAMES:
+        # Down the chain while a child is left out (spine1 -> spine2, spine3 or neck), then the joint's own tip.
+        further, following = [], chain_next.get(name)
+        while following is not None:
+            further.append((name, (following,)))
+            following = chain_next.get(following) if following not in ("neck",) else None
+        has_tip = JOINT_INDEX[name] in TIP_OFFSETS or name in TIP_STAND_INS
+        choices.setdefault(name, further + [(name, TIP)] * has_tip)
     return choices
 
 
@@ -81,10 +100,16 @@ class JointMap:
     name: str
     description: str
     detect: tuple[str, ...]
-    joints: dict  # SMPL-X name -> source joint name, or {"between": [a, b], "at": f}
+    joints: dict  # SMPL-X name -> source joint name, {"between": [a, b], "at": f} or {"bone": b, "twist": t}
     tips: dict    # SMPL-X leaf name -> source joint marking the far end of that segment
     rest_frame: int | None = None  # re-base the rest pose on this frame (rigs whose rest is not human)
     calibration: dict = field(default_factory=dict)  # SMPL-X name -> axis-angle degrees (see calibration.py)
+    # Armature presets (core.rig_map): bones to write where they differ from the bones read (Rigify's FK controls
+    # drive the ORG bones), and the switches that put a limb in FK: bone -> {property, fk, joints}.
+    write: dict = field(default_factory=dict)
+    fk_switches: dict = field(default_factory=dict)
+    kind: str = "file"  # "file": a mocap file's skeleton; "rig": an armature preset (also used for files)
+    translation: str = ""  # armature presets: the bone whose location moves the whole body (default: the pelvis's)
 
     @classmethod
     def load(cls, path: str | Path) -> "JointMap":
@@ -93,23 +118,88 @@ class JointMap:
             data = tomllib.loads(path.read_text())
         except (OSError, tomllib.TOMLDecodeError) as exc:
             raise DPoserError(f"{path}: cannot read joint map ({exc})") from None
+        return cls.from_dict(data, path.stem, str(path))
+
+    @classmethod
+    def from_dict(cls, data: dict, default_name: str, where: str) -> "JointMap":
+        """A map from its TOML tables; DPoserError (naming `where`) for unknown joints or missing required ones.
+
+        A joint or tip may list alternative names (["LeftArm", "mixamorig:LeftArm"]): `resolve` picks the one a
+        skeleton has."""
         joints = data.get("joints", {})
-        unknown = sorted(set(joints) - set(JOINT_INDEX)) + sorted(set(data.get("tips", {})) - set(JOINT_INDEX)) \
-            + sorted(set(data.get("calibration", {})) - set(joints))
+        tables = (joints, data.get("tips", {}), data.get("write", {}))
+        unknown = sorted({name for table in tables for name in table} - set(JOINT_INDEX))
         if unknown:
-            raise DPoserError(f"{path}: not SMPL-X joint names (or calibrated joints not mapped): "
-                              f"{', '.join(unknown)}")
+            raise DPoserError(f"{where}: not SMPL-X joint names: {', '.join(unknown)}")
+        uncalibrated = sorted(set(data.get("calibration", {})) - set(joints))
+        if uncalibrated:
+            raise DPoserError(f"{where}: calibrated joints not mapped: {', '.join(uncalibrated)}")
         missing = [n for n in REQUIRED_JOINTS if n not in joints]
         if missing:
-            raise DPoserError(f"{path}: every SMPL-X body joint must be mapped; missing {', '.join(missing)}")
-        return cls(data.get("name", path.stem), data.get("description", ""), tuple(data.get("detect", ())),
-                   joints, data.get("tips", {}), data.get("rest_frame"), data.get("calibration", {}))
+            raise DPoserError(f"{where}: these SMPL-X joints must be mapped: {', '.join(missing)}")
+        return cls(data.get("name", default_name), data.get("description", ""), tuple(data.get("detect", ())),
+                   joints, data.get("tips", {}), data.get("rest_frame"), calibration=data.get("calibration", {}),
+                   write=data.get("write", {}), fk_switches=data.get("fk_switches", {}),
+                   kind=data.get("kind", "file"), translation=data.get("translation", ""))
+
+    def to_toml(self) -> str:
+        """The map as a joint-map TOML file (what `load` reads back)."""
+        def value(v):
+            if isinstance(v, dict):
+                return "{ " + ", ".join(f"{k} = {value(x)}" for k, x in v.items()) + " }"
+            if isinstance(v, (list, tuple)):
+                return "[" + ", ".join(value(x) for x in v) + "]"
+            return repr(float(v)) if isinstance(v, (int, float)) else '"' + str(v).replace('"', '\\"') + '"'
+
+        lines = [f"name = {value(self.name)}", f"kind = {value(self.kind)}",
+                 f"description = {value(self.description)}", f"detect = {value(list(self.detect))}"]
+        if self.translation:
+            lines.append(f"translation = {value(self.translation)}")
+        if self.rest_frame is not None:
+            lines.append(f"rest_frame = {int(self.rest_frame)}")
+        for title, table in (("joints", self.joints), ("tips", self.tips), ("write", self.write),
+                             ("fk_switches", self.fk_switches), ("calibration", self.calibration)):
+            if table:
+                lines += ["", f"[{title}]"] + [f"{value(k)} = {value(v)}" for k, v in table.items()]
+        return "\n".join(lines) + "\n"
 
     def source_names(self) -> set[str]:
         names = set()
         for entry in (*self.joints.values(), *self.tips.values()):
-            names.update(entry["between"] if isinstance(entry, dict) else [entry])
+            names.update(_entry_names(entry))
         return names
+
+    def resolve(self, names) -> tuple["JointMap", tuple[str, ...]]:
+        """This map with every entry narrowed to the names a skeleton has, and the optional joints it lacks.
+
+        A name also matches with a namespace prefix ("mixamorig:Hips" for "Hips"). A joint whose names are all
+        absent is dropped when optional (returned, so callers can say so); a missing required joint raises."""
+        by_bare = {}
+        for name in names:
+            by_bare.setdefault(name.rsplit(":", 1)[-1], name)
+        lookup = {name: name for name in names} | {k: v for k, v in by_bare.items() if k not in names}
+
+        def pick(entry):
+            if isinstance(entry, list):
+                return next((lookup[n] for n in entry if n in lookup), None)
+            if isinstance(entry, dict):
+                parts = {key: pick(value) for key, value in entry.items() if key in ("bone", "twist")}
+                if "between" in entry:
+                    between = [pick(n) for n in entry["between"]]
+                    return None if None in between else {**entry, "between": between}
+                return None if None in parts.values() else {**entry, **parts}
+            return lookup.get(entry)
+
+        joints = {k: v for k, v in ((k, pick(e)) for k, e in self.joints.items()) if v is not None}
+        lacking = tuple(k for k in self.joints if k not in joints)
+        required = [k for k in lacking if k in REQUIRED_JOINTS]
+        if required:
+            raise DPoserError(f"'{self.name}' needs bones this skeleton lacks for {', '.join(required)} "
+                              f"(looked for {'; '.join(' or '.join(_entry_names(self.joints[k])) for k in required)})")
+        tips = {k: v for k, v in ((k, pick(e)) for k, e in self.tips.items()) if v is not None and k in joints}
+        write = {k: v for k, v in ((k, pick(e)) for k, e in self.write.items()) if v is not None and k in joints}
+        calibration = {k: v for k, v in self.calibration.items() if k in joints}
+        return replace(self, joints=joints, tips=tips, write=write, calibration=calibration), lacking
 
     def aim(self, name: str) -> tuple[str, tuple[str, ...]] | None:
         """The first of joint `name`'s candidate aims this source can measure (None: it can measure none)."""
@@ -121,19 +211,41 @@ class JointMap:
         return None
 
 
+def _entry_names(entry) -> list[str]:
+    """Every source name a joints/tips entry may use."""
+    if isinstance(entry, list):
+        return list(entry)
+    if isinstance(entry, dict):
+        return [n for key in ("between", "bone", "twist") for n in _entry_names(entry.get(key, []))]
+    return [entry]
+
+
 def load_joint_maps() -> dict[str, JointMap]:
     return {p.stem: JointMap.load(p) for p in sorted(JOINT_MAP_DIR.glob("*.toml"))}
 
 
+def detected_maps(names, maps: dict[str, JointMap], prefer: str = "file") -> list[JointMap]:
+    """The maps whose `detect` names all occur in `names` (with or without a namespace prefix; a list entry: any
+    of its names): maps of kind `prefer` ("file" or "rig") first, in name order for files and most specific
+    (longest detect list) first for armature presets."""
+    bare = set(names) | {n.rsplit(":", 1)[-1] for n in names}
+    present = lambda entry: bool(bare & set(entry if isinstance(entry, list) else [entry]))  # noqa: E731
+    found = [m for m in maps.values() if m.detect and all(present(e) for e in m.detect)]
+    return sorted(found, key=lambda m: (m.kind != prefer, 0 if m.kind == "file" else -len(m.detect)))
+
+
 def detect_joint_map(motion: Motion, maps: dict[str, JointMap] | None = None) -> JointMap:
-    """The joint map whose `detect` names all occur in the motion's skeleton."""
+    """The joint map whose `detect` names all occur in the motion's skeleton (file maps before armature presets),
+    narrowed to the names this skeleton has."""
     maps = load_joint_maps() if maps is None else maps
-    names = set(motion.joint_names)
-    for joint_map in maps.values():
-        if joint_map.detect and set(joint_map.detect) <= names:
-            return joint_map
+    found = detected_maps(motion.joint_names, maps)
+    for joint_map in found:
+        return joint_map.resolve(motion.joint_names)[0]
     raise DPoserError(f"{motion.name}: no joint map recognises this skeleton "
-                      f"(first joints: {', '.join(motion.joint_names[:8])})")
+                      f"(first joints: {', '.join(motion.joint_names[:8])}). Joint maps are TOML files naming the "
+                      f"bone of each SMPL-X joint ({', '.join(sorted(maps))}); add one for this skeleton to "
+                      f"{JOINT_MAP_DIR}, or import the file with Blender's BVH importer and map the armature in "
+                      f"DPoser-X > Rig Map.")
 
 
 @dataclass
@@ -175,10 +287,10 @@ class _SourcePoints:
         self.frame = self._canonical_frame()
 
     def _lookup(self, entry, positions: np.ndarray) -> np.ndarray:
-        if isinstance(entry, dict):
+        if isinstance(entry, dict) and "between" in entry:
             a, b = (self.motion.index(n) for n in entry["between"])
             return (1 - entry["at"]) * positions[..., a, :] + entry["at"] * positions[..., b, :]
-        return positions[..., self.motion.index(entry), :]
+        return positions[..., self.motion.index(joint_source(entry, twist=False)), :]
 
     def rest_point(self, name: str, tip: bool = False) -> np.ndarray:
         entry = self.map.tips[name] if tip else self.map.joints[name]
@@ -190,8 +302,7 @@ class _SourcePoints:
 
     def rotation(self, name: str) -> np.ndarray:
         """(T, 3, 3) source global rotation delta driving SMPL-X joint `name`, canonical axes."""
-        entry = self.map.joints[name]
-        source = entry["between"][0] if isinstance(entry, dict) else entry
+        source = joint_source(self.map.joints[name], twist=True)
         return self.frame @ self.rotations[:, self.motion.index(source)] @ self.frame.T
 
     def _canonical_frame(self) -> np.ndarray:
@@ -214,6 +325,19 @@ class _SourcePoints:
         return target / source
 
 
+def source_frame(motion: Motion, joint_map: JointMap) -> np.ndarray:
+    """(3, 3) rotation from the source's axes to SMPL-X's canonical ones, from its rest pose (see _SourcePoints)."""
+    return _SourcePoints(motion.slice(0, 1), joint_map).frame
+
+
+def joint_source(entry, twist: bool) -> str:
+    """The source joint of a map entry that gives the SMPL-X joint its position (twist False) or its rotation
+    (twist True: a twist bone carries its segment's whole rotation; a "between" point turns with its first end)."""
+    if isinstance(entry, dict):
+        return entry["between"][0] if "between" in entry else entry["twist" if twist else "bone"]
+    return entry
+
+
 def _source_segment(name: str, aim_spec, points: _SourcePoints, posed: bool):
     """(start, end) of joint `name`'s aimed segment in the source, canonical axes."""
     point = points.posed_point if posed else points.rest_point
@@ -222,44 +346,62 @@ def _source_segment(name: str, aim_spec, points: _SourcePoints, posed: bool):
     return point(origin), end
 
 
-def retarget(motion: Motion, joint_map: JointMap) -> Retargeted:
-    """Retarget `motion` onto SMPL-X with `joint_map` (see the module docstring)."""
+def rest_alignments(points: _SourcePoints) -> tuple[np.ndarray, np.ndarray]:
+    """(55, 3, 3) R_align per joint (step 2 of the module docstring) and (55,) degrees between the two rest bones
+    before alignment (NaN where the map measures no segment)."""
+    aligns = np.empty((NUM_JOINTS, 3, 3))
+    rest_mismatch = np.full(NUM_JOINTS, np.nan)
+    for j, name in enumerate(JOINT_NAMES):
+        aligns[j] = np.eye(3) if PARENTS[j] < 0 else aligns[PARENTS[j]]
+        aim_spec = points.map.aim(name)
+        if aim_spec is None:
+            continue
+        source_start, source_end = _source_segment(name, aim_spec, points, posed=False)
+        rest_dir = _smplx_rest_direction(name, aim_spec)
+        rest_mismatch[j] = angle_between(rest_dir, source_end - source_start)
+        aligns[j] = aim(aligns[j][None], rest_dir, source_end - source_start)[0]
+    return aligns, rest_mismatch
+
+
+def _smplx_rest_direction(name: str, aim_spec) -> np.ndarray:
+    origin, targets = aim_spec
+    return _smplx_rest_point(name, targets) - REST_JOINTS[JOINT_INDEX[origin]]
+
+
+def retarget(motion: Motion, joint_map: JointMap, settle_twists: bool = True) -> Retargeted:
+    """Retarget `motion` onto SMPL-X with `joint_map` (see the module docstring), then apply the map's calibration
+    and, with `settle_twists`, settle the limbs' twist on this take (calibration.py). Reading a user's armature
+    leaves twists as they are, so that `source_rotations` writes back exactly what was read."""
     if joint_map.rest_frame is not None:
         motion = motion.rebased(joint_map.rest_frame)
     points = _SourcePoints(motion, joint_map)
     n_frames = motion.num_frames
     identity = np.broadcast_to(np.eye(3), (n_frames, 3, 3))
     globals_ = np.empty((n_frames, NUM_JOINTS, 3, 3))
-    aligns = np.empty((NUM_JOINTS, 3, 3))
+    aligns, rest_mismatch = rest_alignments(points)
     driven = np.zeros(NUM_JOINTS, bool)
     errors = np.full((n_frames, NUM_JOINTS), np.nan)
     transfer_errors = np.full((n_frames, NUM_JOINTS), np.nan)
-    rest_mismatch = np.full(NUM_JOINTS, np.nan)
     for j, name in enumerate(JOINT_NAMES):
         parent_global = identity if PARENTS[j] < 0 else globals_[:, PARENTS[j]]
-        aligns[j] = np.eye(3) if PARENTS[j] < 0 else aligns[PARENTS[j]]
         aim_spec = joint_map.aim(name)
         if aim_spec is None:
             globals_[:, j] = parent_global  # absent, or a leaf without an end: follows its parent
             continue
         driven[j] = True
-        origin, targets = aim_spec
-        rest_dir = _smplx_rest_point(name, targets) - REST_JOINTS[JOINT_INDEX[origin]]
+        rest_dir = _smplx_rest_direction(name, aim_spec)
         segment = _source_segment(name, aim_spec, points, posed=True)
         source_rest_start, source_rest_end = _source_segment(name, aim_spec, points, posed=False)
-        source_rest_dir = source_rest_end - source_rest_start
-        rest_mismatch[j] = angle_between(rest_dir, source_rest_dir)
-        aligns[j] = aim(aligns[j][None], rest_dir, source_rest_dir)[0]
         reference = points.rotation(name) @ aligns[j]
         posed_dir = segment[1] - segment[0]
         # Degenerate source segments (coincident joints) keep the reference: nothing to aim at.
-        degenerate = np.linalg.norm(posed_dir, axis=-1) < 1e-6 * np.linalg.norm(source_rest_dir)
+        degenerate = np.linalg.norm(posed_dir, axis=-1) < 1e-6 * np.linalg.norm(source_rest_end - source_rest_start)
         posed_dir = np.where(degenerate[:, None], reference @ rest_dir, posed_dir)
         transfer_errors[:, j] = angle_between(reference @ rest_dir, posed_dir)
         globals_[:, j] = aim(reference, rest_dir, posed_dir)
     calibration = calibration_matrices(joint_map.calibration)
     globals_ = globals_ @ calibration
-    twists = settle_hinges(globals_)
+    twists = settle_hinges(globals_) if settle_twists else {}
     for j, p in enumerate(PARENTS):
         if not driven[j] and p >= 0:
             globals_[:, j] = globals_[:, p]
@@ -284,6 +426,9 @@ def _direction_errors(poses: np.ndarray, points: _SourcePoints, calibration: np.
     """Degrees (T, 55) between each aimed SMPL-X bone, from FK of the output axis-angle, and the source bone
     (the bone as the rig's calibration places it: calibration[j]^T turns the rest segment); and the FK joints
     (T, 55, 3) in canonical axes."""
+    import torch  # here, not at import: Blender registers the extension (which reads rigs with this module)
+    # without waiting for torch
+
     rot = Rotation.from_rotvec(poses.reshape(-1, 3)).as_matrix().reshape(len(poses), NUM_JOINTS, 3, 3)
     rot[:, 0] = Z_UP_TO_Y_UP @ rot[:, 0]  # back to canonical axes for the comparison
     joints = forward_kinematics(torch.from_numpy(rot)).numpy()
@@ -303,3 +448,39 @@ def _direction_errors(poses: np.ndarray, points: _SourcePoints, calibration: np.
         source = _source_segment(name, aim_spec, points, posed=True)
         errors[:, j] = angle_between(end - start, source[1] - source[0])
     return errors, joints
+
+
+def written_joints(joint_map: JointMap) -> dict[str, tuple[str, ...]]:
+    """SMPL-X joint -> the source joints that carry its rotation (the bone, and its twist bone if any), for the
+    joints the map drives through a joint of their own (not a point between two joints)."""
+    out = {}
+    for name, entry in joint_map.joints.items():
+        if joint_map.aim(name) is None or (isinstance(entry, dict) and "between" in entry):
+            continue
+        out[name] = (entry["bone"], entry["twist"]) if isinstance(entry, dict) else (entry,)
+    return out
+
+
+def source_rotations(poses: np.ndarray, motion: Motion, joint_map: JointMap) -> dict[str, np.ndarray]:
+    """The inverse of retargeting's transfer (steps 1-2 and the map's calibration; not the per-take twist settling):
+    source joint -> (T, 3, 3) global rotation delta in the source's axes that makes `retarget(...,
+    settle_twists=False)` read `poses` (T, 165, global orientation in AMASS's Z-up world) back, for every joint of
+    `written_joints`. Only the motion's rest pose is used. A twist bone gets its segment's whole rotation, so
+    relative to its bone it turns by nothing."""
+    if joint_map.rest_frame is not None:
+        motion = motion.rebased(joint_map.rest_frame)
+    points = _SourcePoints(motion.slice(0, 1), joint_map)
+    aligns, _ = rest_alignments(points)
+    calibration = calibration_matrices(joint_map.calibration)
+    local = Rotation.from_rotvec(poses.reshape(-1, 3)).as_matrix().reshape(len(poses), NUM_JOINTS, 3, 3)
+    local[:, 0] = Z_UP_TO_Y_UP @ local[:, 0]  # AMASS world -> SMPL-X canonical
+    globals_ = local.copy()
+    for j, p in enumerate(PARENTS):
+        if p >= 0:
+            globals_[:, j] = globals_[:, p] @ local[:, j]
+    out = {}
+    for name, sources in written_joints(joint_map).items():
+        j = JOINT_INDEX[name]
+        delta = points.frame.T @ globals_[:, j] @ calibration[j].T @ aligns[j].T @ points.frame
+        out.update({source: delta for source in sources})
+    return out

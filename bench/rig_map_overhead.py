@@ -1,0 +1,122 @@
+"""What the rig map adds to a job: Complete Pose and Clean Mocap run through the operators (bundled prior, CPU,
+one torch thread), split into the solver's time and the rest, on the project's SMPL-X skeleton and on users'
+rigs (a Mixamo-named A-pose rig built like the tests' and a Rigify rig generated from Blender's Human metarig),
+the same poses on each. Also timed alone: the conversions (read the pose, write it back; read and key a track)
+that a map replaces.
+
+`.venv/bin/python -m bench.rig_map_overhead` prints a table (median of the repeats, seconds).
+"""
+from __future__ import annotations
+
+import statistics
+import time
+
+import bpy
+import numpy as np
+import torch
+
+import dposerx_blender
+from dposerx_blender.blender import rig_bridge
+from dposerx_blender.blender.props import ADDON_PACKAGE
+from tests.rig_specs import build_rig, mapped_pose, rigify_rig
+
+REPEATS, FRAMES = 5, 60
+
+
+def timed(function, repeats=REPEATS) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def fresh_scene():
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    if ADDON_PACKAGE not in bpy.context.preferences.addons:
+        bpy.context.preferences.addons.new().module = ADDON_PACKAGE
+
+
+SOLVER_SECONDS: list = []  # time inside core.tasks, per job
+
+
+def time_solvers() -> None:
+    """Wrap the task functions the jobs call, so a job's time splits into the solver's and the rest (reading the
+    rig, converting, writing: what a map can add)."""
+    from dposerx_blender.core import tasks
+
+    for name in ("complete", "denoise_track"):
+        function = getattr(tasks, name)
+
+        def timed_task(*args, _function=function, **kwargs):
+            start = time.perf_counter()
+            try:
+                return _function(*args, **kwargs)
+            finally:
+                SOLVER_SECONDS.append(time.perf_counter() - start)
+        setattr(tasks, name, timed_task)
+
+
+def job(operator, repeats) -> tuple[float, float]:
+    """(median job seconds, median seconds outside the solver)."""
+    totals, outside = [], []
+    for _ in range(repeats):
+        SOLVER_SECONDS.clear()
+        start = time.perf_counter()
+        operator()
+        totals.append(time.perf_counter() - start)
+        outside.append(totals[-1] - sum(SOLVER_SECONDS))
+    return statistics.median(totals), statistics.median(outside)
+
+
+def measure(name, make) -> dict:
+    fresh_scene()
+    ob = make()
+    rig = rig_bridge.find_rig(ob)
+    mask = ~rig_bridge.unwritable(rig)
+    mask[0] = False
+    joints = np.flatnonzero(mask)
+    pose = mapped_pose(mask, 1, 0.3)
+    rig_bridge.apply_pose(rig, pose, joints)
+    out = {"read pose": timed(lambda: rig_bridge.read_pose(rig), 20),
+           "write pose": timed(lambda: rig_bridge.apply_pose(rig, pose, joints), 20)}
+    frames = np.arange(1, FRAMES + 1, dtype=float)
+    track = np.stack([mapped_pose(mask, s, 0.3) for s in range(FRAMES)])
+    out["key track"] = timed(lambda: rig_bridge.key_track(rig, track, joints, frames), 3)
+    out["read track"] = timed(lambda: rig_bridge.read_track(rig, frames), 3)
+    bpy.context.view_layer.objects.active = ob
+    bpy.ops.object.mode_set(mode='POSE')
+    for pose_bone in ob.pose.bones:  # lock the arms' bones: Complete Pose completes the rest
+        target = pose_bone if hasattr(pose_bone, "select") else pose_bone.bone
+        target.select = pose_bone.name in {rig.bone_names[j] for j in range(13, 22)}
+    bpy.ops.dposerx.lock_selected()
+    settings = bpy.context.scene.dposerx
+    settings.hypotheses, settings.clean_action_range, settings.clean_start, settings.clean_end = 10, False, 1, FRAMES
+    out["Complete Pose job"], out["Complete Pose outside solver"] = job(bpy.ops.dposerx.complete_pose, REPEATS)
+    out["Clean Mocap job"], out["Clean Mocap outside solver"] = job(bpy.ops.dposerx.clean_mocap, 3)
+    return out
+
+
+def main() -> None:
+    torch.set_num_threads(1)
+    time_solvers()
+    dposerx_blender.register()
+    fresh_scene()
+
+    def project():
+        bpy.ops.dposerx.add_skeleton()
+        return bpy.context.object
+
+    results = {name: measure(name, make) for name, make in
+               (("SMPL-X skeleton", project), ("Mixamo (mapped)", lambda: build_rig("mixamo")),
+                ("Rigify (mapped)", rigify_rig))}
+    columns = list(next(iter(results.values())))
+    print("| rig | " + " | ".join(columns) + " |")
+    print("|---|" + "---|" * len(columns))
+    for name, row in results.items():
+        print(f"| {name} | " + " | ".join(f"{row[c]:.3f}" for c in columns) + " |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,272 @@
+"""Users' rigs through rig maps, in Blender: a Rigify rig generated from the Human metarig that ships with
+Blender, and Mixamo (A-pose), Unreal-mannequin, VRM and MPFB-named rigs built from tests/rig_specs.py.
+SMPL-X pose -> rig -> SMPL-X round trips, the jobs through the map (fake solvers: the plumbing), bad maps."""
+import bpy
+import numpy as np
+import pytest
+from bpy_extras.anim_utils import action_get_channelbag_for_slot
+from conftest import select_bones, snapshot
+
+from dposerx_blender.blender import mapped_rig, rig_bridge, rig_map_ui
+from dposerx_blender.core.amass import AmassMotion, read_amass_npz, write_amass_npz
+from dposerx_blender.core.errors import DPoserError
+from dposerx_blender.core.skeleton import JOINT_INDEX
+from tests.rig_specs import TEST_RIGS, build_rig, mapped_pose, preset_layout, rigify_rig, rotation_errors_degrees
+
+ROUND_TRIP_DEGREES = 0.5
+
+
+RIGS = {"rigify": rigify_rig, **{name: (lambda name=name: build_rig(name)) for name in TEST_RIGS},
+        "mixamo-prefixed": lambda: build_rig("mixamo", prefix="mixamorig:")}
+
+
+def posable(rig) -> np.ndarray:
+    return rig.converter.mapped & ~rig.unwritable
+
+
+@pytest.mark.parametrize("make", RIGS.values(), ids=RIGS.keys())
+def test_round_trip_on_every_mapped_joint(make):
+    ob = make()
+    rig = rig_bridge.find_rig(ob)
+    assert isinstance(rig, mapped_rig.MappedRig) and not rig.overridden
+    joints = np.flatnonzero(posable(rig))
+    assert len(joints) >= 20  # body and (where the rig has them) fingers
+    for seed in range(2):
+        pose = mapped_pose(posable(rig), seed)
+        rig_bridge.apply_pose(rig, pose, joints)
+        back = rig_bridge.read_pose(rig)
+        errors = rotation_errors_degrees(pose, back)[joints]
+        assert errors.max() < ROUND_TRIP_DEGREES, dict(zip(joints, errors.round(3)))
+
+
+def test_rigify_in_ik_keeps_the_limbs_and_says_so(calls):
+    ob = rigify_rig(fk=False)
+    rig = rig_bridge.find_rig(ob)
+    assert {JOINT_INDEX["left_elbow"], JOINT_INDEX["right_knee"]} <= set(rig.overridden)
+    assert "IK is on" in rig.notes()
+    before = {pb.name: tuple(pb.rotation_quaternion) + tuple(pb.rotation_euler) for pb in ob.pose.bones}
+    assert bpy.ops.dposerx.vary_pose() == {'FINISHED'}
+    _, args = calls[0]
+    assert args["observed"][JOINT_INDEX["left_elbow"]] and not args["observed"][JOINT_INDEX["spine2"]]
+    after = {pb.name: tuple(pb.rotation_quaternion) + tuple(pb.rotation_euler) for pb in ob.pose.bones}
+    assert after["forearm_fk.L"] == before["forearm_fk.L"] and after["spine_fk.002"] != before["spine_fk.002"]
+
+
+def test_switch_limbs_to_fk_keeps_the_visual_pose():
+    ob = rigify_rig(fk=False)
+    ob.pose.bones["upper_arm_ik.L"].location = (0.1, 0.2, -0.1)  # move the IK arm somewhere
+    before = rig_bridge.read_pose(rig_bridge.find_rig(ob))
+    assert bpy.ops.dposerx.rig_switch_to_fk() == {'FINISHED'}
+    rig = rig_bridge.find_rig(ob)
+    assert not rig.overridden and ob.pose.bones["upper_arm_parent.L"]["IK_FK"] == 1.0
+    errors = rotation_errors_degrees(before, rig_bridge.read_pose(rig))[posable(rig)]
+    assert errors.max() < ROUND_TRIP_DEGREES
+
+
+@pytest.mark.parametrize("make", [RIGS["rigify"], RIGS["mixamo"]], ids=["rigify", "mixamo"])
+def test_complete_pose_keeps_locked_bones_bit_exact(make, calls):
+    ob = make()
+    rig = rig_bridge.find_rig(ob)
+    rig_bridge.apply_pose(rig, mapped_pose(posable(rig), 4, 0.3), np.flatnonzero(posable(rig)))
+    locked = [rig.bone_names[JOINT_INDEX[n]] for n in ("left_knee", "head", "right_elbow", "spine2")]
+    select_bones(ob, set(locked))
+    assert bpy.ops.dposerx.lock_selected() == {'FINISHED'}
+    channels = lambda: {pb.name: np.array((*pb.rotation_quaternion, *pb.rotation_euler)).tobytes()  # noqa: E731
+                        for pb in ob.pose.bones}
+    before = channels()
+    assert bpy.ops.dposerx.complete_pose() == {'FINISHED'}
+    _, args = calls[0]
+    assert args["observed"][[JOINT_INDEX["left_knee"], JOINT_INDEX["head"]]].all()
+    after = channels()
+    assert all(after[name] == before[name] for name in locked)
+    changed = [rig.bone_names[j] for j in np.flatnonzero(~args["observed"])]
+    assert changed and all(after[name] != before[name] for name in changed)
+    first = rig_bridge.read_pose(rig)
+    assert bpy.ops.dposerx.cycle_hypothesis(step=1) == {'FINISHED'}  # Next, through the map too
+    assert not np.allclose(rig_bridge.read_pose(rig), first)
+    assert all(channels()[name] == before[name] for name in locked)
+
+
+def test_clean_mocap_through_the_map(calls):
+    ob = build_rig("mixamo")
+    rig = rig_bridge.find_rig(ob)
+    joints = np.flatnonzero(posable(rig))
+    poses = np.stack([mapped_pose(posable(rig), s, 0.3) for s in range(6)])
+    frames = np.arange(1, 7, dtype=float)
+    rig_bridge.key_track(rig, poses, joints, frames)
+    assert rotation_errors_degrees(poses, rig_bridge.read_track(rig, frames))[:, joints].max() < ROUND_TRIP_DEGREES
+    settings = bpy.context.scene.dposerx
+    settings.clean_action_range, settings.clean_start, settings.clean_end = False, 2, 5
+    assert bpy.ops.dposerx.clean_mocap() == {'FINISHED'}
+    _, args = calls[0]
+    assert rotation_errors_degrees(args["track"], poses[1:5])[:, joints].max() < ROUND_TRIP_DEGREES
+    cleaned = rig_bridge.read_track(rig, frames[1:5])
+    free = ~args["locked"]
+    expected = args["track"].reshape(4, 55, 3).copy()
+    expected[:, free] = np.random.default_rng(0).normal(size=(4, int(free.sum()), 3)) * .3  # conftest._fill
+    assert rotation_errors_degrees(expected.reshape(4, -1), cleaned)[:, joints].max() < ROUND_TRIP_DEGREES
+
+
+@pytest.mark.parametrize("name", ["ue4_mannequin", "mpfb_default"])
+def test_npz_import_and_export_through_the_map(tmp_path, name):
+    ob = build_rig(name)
+    rig = rig_bridge.find_rig(ob)
+    mask = posable(rig)
+    poses = np.stack([mapped_pose(mask, s, 0.3) for s in range(5)])
+    trans = np.random.default_rng(1).normal(size=(5, 3)) * 0.2
+    bpy.context.scene.render.fps = 30
+    write_amass_npz(tmp_path / "in.npz", AmassMotion(poses, trans, 30.0))
+    assert bpy.ops.dposerx.import_smplx_npz(filepath=str(tmp_path / "in.npz"), up_axis='Y') == {'FINISHED'}
+    assert bpy.context.object == ob
+    assert bpy.ops.dposerx.export_smplx_npz(filepath=str(tmp_path / "out.npz"), frame_start=1, frame_end=5,
+                                            up_axis='Y') == {'FINISHED'}
+    back = read_amass_npz(tmp_path / "out.npz")
+    assert rotation_errors_degrees(poses, back.poses)[:, mask].max() < ROUND_TRIP_DEGREES
+    np.testing.assert_allclose(back.trans, trans, atol=1e-5)
+
+
+def test_bad_map_reports_and_changes_nothing(calls):
+    ob = build_rig("vrm_humanoid")
+    group = ob.dposerx_rig_map
+    for joint, bone in (("pelvis", "hips"), ("left_knee", "nope")):
+        item = group.joints.add()
+        item.joint, item.bone = joint, bone
+    before = snapshot()
+    with pytest.raises(RuntimeError, match="must be mapped"):
+        bpy.ops.dposerx.complete_pose()
+    assert not bpy.ops.dposerx.vary_pose.poll()
+    assert snapshot() == before and not calls
+
+
+def test_map_naming_absent_bones_reports_and_changes_nothing(calls):
+    ob = build_rig("vrm_humanoid")
+    bpy.ops.dposerx.rig_map_from_preset()
+    next(i for i in ob.dposerx_rig_map.joints if i.joint == "left_elbow").bone = "leftForeArm"  # no such bone
+    before = snapshot()
+    with pytest.raises(RuntimeError, match="left_elbow.*leftForeArm"):
+        bpy.ops.dposerx.vary_pose()
+    assert snapshot() == before and not calls
+
+
+def test_partial_preset_says_what_it_lacks():
+    ob = build_rig("vrm_humanoid")  # no upperChest
+    rig = rig_bridge.find_rig(ob)
+    assert rig.lacking == ("spine3",)
+    assert bpy.ops.dposerx.rig_map_from_preset() == {'FINISHED'}
+    assert ob.dposerx_rig_map.name == "vrm_humanoid"
+
+
+def test_unknown_armature_disables_the_solvers():
+    armature = bpy.data.armatures.new("Blob")
+    ob = bpy.data.objects.new("Blob", armature)
+    bpy.context.scene.collection.objects.link(ob)
+    bpy.context.view_layer.objects.active = ob
+    bpy.ops.object.mode_set(mode='EDIT')
+    armature.edit_bones.new("Bone").tail = (0, 0, 1)
+    bpy.ops.object.mode_set(mode='OBJECT')
+    assert not bpy.ops.dposerx.complete_pose.poll()
+    assert "Rig Map" in rig_bridge.rig_problem(ob)
+    with pytest.raises(DPoserError, match="not an SMPL-X armature"):
+        rig_bridge.find_rig(ob)
+
+
+def test_constrained_write_bone_is_kept_and_named(calls):
+    ob = build_rig("ue4_mannequin")
+    constraint = ob.pose.bones["lowerarm_l"].constraints.new('COPY_ROTATION')
+    constraint.target = ob
+    constraint.subtarget = "hand_r"
+    rig = rig_bridge.find_rig(ob)
+    assert "constraint 'Copy Rotation' on bone 'lowerarm_l'" in rig.overridden[JOINT_INDEX["left_elbow"]]
+    before = tuple(ob.pose.bones["lowerarm_l"].rotation_quaternion)
+    assert bpy.ops.dposerx.vary_pose() == {'FINISHED'}
+    assert tuple(ob.pose.bones["lowerarm_l"].rotation_quaternion) == before
+
+
+def test_map_presets_save_and_load(tmp_path, monkeypatch):
+    monkeypatch.setattr(rig_map_ui, "user_map_dir", lambda: tmp_path)
+    ob = build_rig("mpfb_default")
+    bpy.ops.dposerx.rig_map_from_preset()
+    assert bpy.ops.dposerx.rig_map_save(name="My MPFB") == {'FINISHED'}
+    saved = tmp_path / "My MPFB.toml"
+    assert saved.is_file()
+    bpy.ops.dposerx.rig_map_clear()
+    assert not mapped_rig.has_map(ob)
+    assert bpy.ops.dposerx.rig_map_load(filepath=str(saved)) == {'FINISHED'}
+    assert mapped_rig.stored_map(ob).joints["left_elbow"] == "lowerarm01.L"
+    assert rig_bridge.find_rig(ob).name == "My MPFB"
+
+
+def test_mirror_copies_left_to_right():
+    ob = build_rig("mixamo")
+    bpy.ops.dposerx.rig_map_from_preset()
+    next(i for i in ob.dposerx_rig_map.joints if i.joint == "right_elbow").bone = ""
+    assert bpy.ops.dposerx.rig_map_mirror() == {'FINISHED'}
+    assert mapped_rig.stored_map(ob).joints["right_elbow"] == "RightForeArm"
+
+
+def test_calibrate_rest_from_current_pose():
+    """An odd rest (forearms twisted 90 degrees about themselves, as some exports are): calibrated on the pose
+    that straightens them, that pose reads as SMPL-X's rest."""
+    ob = build_rig("ue4_mannequin")
+    for name in ("lowerarm_l", "lowerarm_r"):
+        ob.pose.bones[name].rotation_quaternion = (np.cos(np.pi / 4), 0, np.sin(np.pi / 4), 0)  # about the bone
+    rig = rig_bridge.find_rig(ob)
+    elbow = JOINT_INDEX["left_elbow"]
+    assert np.degrees(np.linalg.norm(rig_bridge.read_pose(rig).reshape(55, 3)[elbow])) == pytest.approx(90, abs=1)
+    assert bpy.ops.dposerx.rig_calibrate_rest() == {'FINISHED'}
+    # The arms now read straight (the hands, turned with the forearms, show their own geometry in the fingers).
+    assert np.abs(rig_bridge.read_pose(rig_bridge.find_rig(ob))[:3 * 20]).max() < 1e-4  # up to the elbows
+    assert bpy.ops.dposerx.rig_calibrate_clear() == {'FINISHED'}
+    assert np.degrees(np.linalg.norm(rig_bridge.read_pose(rig_bridge.find_rig(ob)).reshape(55, 3)[elbow])) > 89
+
+
+def test_pins_library_and_hypotheses_through_the_map(calls):
+    ob = build_rig("mixamo")
+    rig = rig_bridge.find_rig(ob)
+    select_bones(ob, {"LeftHand"})
+    ob.data.bones.active = ob.data.bones["LeftHand"]
+    assert bpy.ops.dposerx.add_pin() == {'FINISHED'}
+    bpy.context.view_layer.objects.active = ob
+    assert bpy.ops.dposerx.pin_to_target() == {'FINISHED'}
+    name, args = calls[-1]
+    assert name == "solve_pins" and list(args["targets"]) == [JOINT_INDEX["left_wrist"]]
+    assert args["rest_joints"].shape == (55, 3) and np.isfinite(args["rest_joints"]).all()
+    settings = bpy.context.scene.dposerx
+    settings.library_count, settings.library_assets, settings.library_keys = 2, True, False
+    assert bpy.ops.dposerx.generate_library() == {'FINISHED'}
+    assets = [a for a in bpy.data.actions if a.asset_data]
+    assert len(assets) == 2
+    channelbag = action_get_channelbag_for_slot(assets[0], assets[0].slots[0])
+    assert any('"LeftForeArm"' in fc.data_path for fc in channelbag.fcurves)
+    assert not any('"Hips"' in fc.data_path for fc in channelbag.fcurves)  # the global orientation is not posed
+
+
+def test_bvh_with_mixamo_names_onto_a_vrm_rig(tmp_path):
+    """A BVH named like Mixamo's rig is read with the mixamo preset (armature presets serve files too) and keyed
+    onto a VRM rig through its map: the body joints both maps drive match the retargeter's result."""
+    from scipy.spatial.transform import Rotation
+
+    from dposerx_blender.core.mocap.bvh import read_bvh, write_bvh
+    from dposerx_blender.core.mocap.motion import Motion
+    from dposerx_blender.core.mocap.retarget import detect_joint_map, retarget
+
+    layout = preset_layout("mixamo", scale=100.0, skip=("left_eye_smplhf", "right_eye_smplhf"))
+    index = {bone.name: k for k, bone in enumerate(layout)}
+    parents = np.array([index[b.parent] if b.parent else -1 for b in layout])
+    offsets = np.array([b.head - (layout[p].head if p >= 0 else 0) for b, p in zip(layout, parents)])
+    rotations = Rotation.from_rotvec(np.random.default_rng(0).normal(size=(5 * len(layout), 3)) * 0.2)
+    motion = Motion("mixamo take", [b.name for b in layout], parents, offsets,
+                    rotations.as_matrix().reshape(5, len(layout), 3, 3), np.tile(layout[0].head, (5, 1)), 30.0)
+    write_bvh(motion, tmp_path / "take.bvh")
+    ob = build_rig("vrm_humanoid")
+    bpy.context.scene.render.fps = 30
+    assert bpy.ops.dposerx.import_bvh(filepath=str(tmp_path / "take.bvh")) == {'FINISHED'}
+    source = read_bvh(tmp_path / "take.bvh")
+    expected = retarget(source, detect_joint_map(source)).poses
+    rig = rig_bridge.find_rig(ob)
+    got = rig_bridge.read_track(rig, np.arange(1, 6, dtype=float))
+    # This VRM rig has no upperChest: SMPL-X's spine3 is not modelled, so the joints hanging from it (neck,
+    # collars) take its rotation into their own; every other body joint must match.
+    differ = {JOINT_INDEX[n] for n in ("spine3", "neck", "left_collar", "right_collar")}
+    both = [j for j in range(1, 22) if posable(rig)[j] and j not in differ]
+    assert rotation_errors_degrees(expected, got)[:, both].max() < ROUND_TRIP_DEGREES
