@@ -87,13 +87,22 @@ class DPOSERX_PG_settings(bpy.types.PropertyGroup):
 classes = (DPOSERX_AP_preferences, DPOSERX_PG_settings)
 
 
-def register():
-    for cls in classes:
+def register_with_pointer(property_classes, owner, attribute: str, group) -> None:
+    """Register property classes and hang `group` on `owner` (a bpy.types ID class) as `attribute`."""
+    for cls in property_classes:
         bpy.utils.register_class(cls)
-    bpy.types.Scene.dposerx = PointerProperty(type=DPOSERX_PG_settings)
+    setattr(owner, attribute, PointerProperty(type=group))
+
+
+def unregister_with_pointer(property_classes, owner, attribute: str) -> None:
+    delattr(owner, attribute)
+    for cls in reversed(property_classes):
+        bpy.utils.unregister_class(cls)
+
+
+def register():
+    register_with_pointer(classes, bpy.types.Scene, "dposerx", DPOSERX_PG_settings)
 
 
 def unregister():
-    del bpy.types.Scene.dposerx
-    for cls in reversed(classes):
-        bpy.utils.unregister_class(cls)
+    unregister_with_pointer(classes, bpy.types.Scene, "dposerx")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import bpy
 import numpy as np
-from bpy.props import CollectionProperty, PointerProperty, StringProperty
+from bpy.props import CollectionProperty, StringProperty
 from bpy_extras.io_utils import ImportHelper
 from scipy.spatial.transform import Rotation
 
@@ -20,7 +20,7 @@ from ..core.errors import DPoserError
 from ..core.mocap.retarget import REQUIRED_JOINTS, JointMap
 from ..core.skeleton import JOINT_NAMES
 from . import mapped_rig, rig_bridge
-from .props import ADDON_PACKAGE
+from .props import ADDON_PACKAGE, register_with_pointer, unregister_with_pointer
 
 
 class DPOSERX_PG_rig_joint(bpy.types.PropertyGroup):
@@ -289,12 +289,8 @@ _PROPERTY_CLASSES = (DPOSERX_PG_rig_joint, DPOSERX_PG_rig_map)
 
 
 def register_properties():
-    for cls in _PROPERTY_CLASSES:
-        bpy.utils.register_class(cls)
-    bpy.types.Object.dposerx_rig_map = PointerProperty(type=DPOSERX_PG_rig_map)
+    register_with_pointer(_PROPERTY_CLASSES, bpy.types.Object, "dposerx_rig_map", DPOSERX_PG_rig_map)
 
 
 def unregister_properties():
-    del bpy.types.Object.dposerx_rig_map
-    for cls in reversed(_PROPERTY_CLASSES):
-        bpy.utils.unregister_class(cls)
+    unregister_with_pointer(_PROPERTY_CLASSES, bpy.types.Object, "dposerx_rig_map")
