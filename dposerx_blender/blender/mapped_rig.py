@@ -218,7 +218,7 @@ def pose_channels(rig: MappedRig, poses: np.ndarray, joints, reference_frame: fl
     """Channels of the written bones for poses (T, 165) at `frames` (T,) (None: the current pose), continuous
     along T (see rig_bridge.pose_channels); bones not written keep their place relative to their parents as they
     are at each frame."""
-    from .rig_bridge import current_channels, rotation_path
+    from .rig_bridge import bone_channel, current_channels
 
     armature, pose_bones = rig.converter.armature, rig.object.pose.bones
     candidates = {armature.index(n) for n in rig.bone_names if n} | {
@@ -236,17 +236,8 @@ def pose_channels(rig: MappedRig, poses: np.ndarray, joints, reference_frame: fl
     current_bases = {b: np.stack([bases[b] for _, bases in states]) for b in targets}
     bases = bases_for(rig.converter.armature, current, current_bases, targets)
     channelbag = keyframes.object_channelbag(rig.object, create=False) if reference_frame is not None else None
-    channels = []
-    for b, basis in bases.items():
-        pose_bone = rig.object.pose.bones[rig.converter.armature.names[b]]
-        mode = pose_bone.rotation_mode
-        path = f'pose.bones["{pose_bone.name}"].{rotation_path(mode)}'
-        reference = current_channels(pose_bone)
-        if channelbag is not None:
-            reference = keyframes.evaluate_channel(channelbag, path, len(reference), [reference_frame - 1],
-                                                   reference)[0]
-        channels.append(keyframes.Channel(path, pose_bone.name, rig_math.matrix_to_channels(mode, basis, reference)))
-    return channels
+    return [bone_channel(rig.object.pose.bones[rig.converter.armature.names[b]], basis, channelbag, reference_frame)
+            for b, basis in bases.items()]
 
 
 def _set(rig: MappedRig, channels) -> None:

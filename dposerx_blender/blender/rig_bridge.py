@@ -253,18 +253,20 @@ def pose_channels(rig: Rig, poses: np.ndarray, joints, reference_frame: float | 
         local[:, 0] = np.swapaxes(root, -1, -2) @ local[:, 0]
     basis = rig_math.smplx_to_basis(local, rig.rest, rig.axes)
     channelbag = keyframes.object_channelbag(rig.object, create=False) if reference_frame is not None else None
-    channels = []
-    for j in joints:
-        pose_bone = rig.object.pose.bones[rig.bone_names[j]]
-        mode = pose_bone.rotation_mode
-        path = f'pose.bones["{pose_bone.name}"].{rotation_path(mode)}'
-        reference = current_channels(pose_bone)
-        if channelbag is not None:
-            reference = keyframes.evaluate_channel(channelbag, path, len(reference), [reference_frame - 1],
-                                                   reference)[0]
-        values = rig_math.matrix_to_channels(mode, basis[:, j], reference)
-        channels.append(keyframes.Channel(path, pose_bone.name, values))
-    return channels
+    return [bone_channel(rig.object.pose.bones[rig.bone_names[j]], basis[:, j], channelbag, reference_frame)
+            for j in joints]
+
+
+def bone_channel(pose_bone, basis: np.ndarray, channelbag, reference_frame) -> keyframes.Channel:
+    """One bone's rotation channel for basis rotations (T, 3, 3), in its own rotation mode, continuous from its
+    value just before `reference_frame` (its animation in `channelbag`, when given) or its current value."""
+    mode = pose_bone.rotation_mode
+    path = f'pose.bones["{pose_bone.name}"].{rotation_path(mode)}'
+    reference = current_channels(pose_bone)
+    if channelbag is not None:
+        reference = keyframes.evaluate_channel(channelbag, path, len(reference), [reference_frame - 1],
+                                               reference)[0]
+    return keyframes.Channel(path, pose_bone.name, rig_math.matrix_to_channels(mode, basis, reference))
 
 
 @_or_mapped
