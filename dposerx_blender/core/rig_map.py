@@ -19,8 +19,7 @@ from scipy.spatial.transform import Rotation
 
 from .errors import DPoserError
 from .mocap.motion import Motion
-from .mocap.retarget import (AIM_CHOICES, TIP, JointMap, joint_source, retarget, source_frame, source_rotations,
-                             written_joints)
+from .mocap.retarget import AIM_CHOICES, TIP, JointMap, joint_source, rest_fit, source_rotations, written_joints
 from .rig_math import Z_UP_TO_Y_UP  # retarget's AMASS world -> SMPL-X's own
 from .skeleton import JOINT_INDEX, JOINT_NAMES, NUM_JOINTS
 
@@ -119,7 +118,14 @@ class ArmatureMap:
                 b = armature.parents[b]
         self.bones = sorted(keep)
         self.rest_motion = fitted.motion(np.eye(3)[None, None].repeat(len(armature.names), 1), self.bones)
-        self.axes = source_frame(self.rest_motion, self.joint_map)
+        self.fit = rest_fit(self.rest_motion, self.joint_map)  # the map's rest alignment, fitted once
+        self.axes = self.fit.frame
+        # The Motion's forward kinematics as one product: a joint's position sums its chain's turned offsets.
+        parents = self.rest_motion.parents
+        self._chains = np.zeros((len(parents), len(parents)))
+        for j, p in enumerate(parents):
+            self._chains[j] = self._chains[p] if p >= 0 else 0
+            self._chains[j, j] = 1
         self.written = {name: tuple(armature.index(s) for s in sources)
                         for name, sources in written_joints(self.joint_map).items()}
 
@@ -134,10 +140,15 @@ class ArmatureMap:
         return np.isin(np.arange(NUM_JOINTS), [JOINT_INDEX[n] for n in self.written])
 
     def read(self, deltas: np.ndarray) -> np.ndarray:
-        """Bone rotation deltas (T, B, 3, 3) from the armature's rest -> poses (T, 165)."""
-        relative = deltas @ np.swapaxes(self.reference, -1, -2)
-        result = retarget(self._motion(relative), self.joint_map, settle_twists=False)
-        poses = result.poses
+        """Bone rotation deltas (T, B, 3, 3) from the armature's rest -> poses (T, 165): `retarget` (without
+        settling twists) of the armature's Motion in that pose, from its rest fit."""
+        relative = (deltas @ np.swapaxes(self.reference, -1, -2))[:, self.bones]
+        origin = np.broadcast_to(np.eye(3), (len(deltas), 1, 3, 3))
+        rotations = np.concatenate([origin, relative, relative], axis=1)  # origin, bones, their tails
+        motion = self.rest_motion
+        turned = np.einsum("tjab,jb->tja", rotations[:, np.maximum(motion.parents, 0)], motion.offsets)
+        globals_, _ = self.fit.transfer(rotations, self._chains @ turned)
+        poses = self.fit.poses(globals_)
         root = Z_UP_TO_Y_UP @ Rotation.from_rotvec(poses[:, :3]).as_matrix()
         return np.concatenate([Rotation.from_matrix(root).as_rotvec(), poses[:, 3:]], axis=1)
 
@@ -146,17 +157,13 @@ class ArmatureMap:
         joints among `joints` (indices; default all)."""
         zup = np.array(poses, dtype=np.float64)
         zup[:, :3] = Rotation.from_matrix(Z_UP_TO_Y_UP.T @ Rotation.from_rotvec(zup[:, :3]).as_matrix()).as_rotvec()
-        deltas = source_rotations(zup, self.rest_motion, self.joint_map)
+        deltas = source_rotations(zup, self.fit)
         chosen = set(range(NUM_JOINTS) if joints is None else np.asarray(joints).tolist())
         out = {}
         for name, bones in self.written.items():
             if JOINT_INDEX[name] in chosen:
                 out.update({b: deltas[self.armature.names[b]] @ self.reference[b] for b in bones})
         return out
-
-    def _motion(self, deltas: np.ndarray) -> Motion:
-        return replace(self.rest_motion, rotations=self.armature.motion(deltas, self.bones).rotations,
-                       root_translation=np.zeros((len(deltas), 3)))
 
 
 def bases_for(armature: ArmatureRest, current: np.ndarray, current_bases: dict[int, np.ndarray],
