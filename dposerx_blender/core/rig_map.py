@@ -167,27 +167,34 @@ class ArmatureMap:
 
 
 def bases_for(armature: ArmatureRest, current: np.ndarray, current_bases: dict[int, np.ndarray],
-              targets: dict[int, np.ndarray]) -> dict[int, np.ndarray]:
+              targets: dict[int, np.ndarray], expected: dict[int, np.ndarray] | None = None,
+              leaders: np.ndarray | None = None) -> dict[int, np.ndarray]:
     """Basis rotations (T, 3, 3) that give the bones in `targets` their target rotation deltas (T, 3, 3).
 
     current (B, 3, 3) or per frame (T, B, 3, 3): every bone's present rotation delta (evaluated); current_bases:
     the targeted bones' present bases ((T,) 3, 3). Each bone turns from where it is: its parent space is taken as
     evaluated now (so scaled or constrained parents, e.g. Rigify's stretchy tweaks, count as they are), moved with
-    its parent when that is written too. A bone not written keeps its place relative to its parent as it is now
-    (exact for plain FK bones; for constrained ones the best guess before the scene is evaluated again)."""
+    its parent as that parent will move. A bone not written is expected at its `expected` delta (the bones a
+    constraint turns after written ones, e.g. Rigify's ORG bones) or else keeps its place relative to its leader
+    (`leaders` (B,): the bone it copies the rotation of, default its parent) as it is now: exact for plain FK
+    bones; for constrained ones the best guess before the scene is evaluated again."""
     current = np.asarray(current)[None] if np.ndim(current) == 3 else np.asarray(current)  # (T or 1, B, 3, 3)
+    expected = expected or {}
+    leaders = armature.parents if leaders is None else leaders
     turn = lambda a: np.swapaxes(a, -1, -2)  # noqa: E731
     memo: dict[int, np.ndarray] = {}
 
     def posed(b: int) -> np.ndarray:
         if b not in memo:
-            p = armature.parents[b]
+            lead = leaders[b]
             if b in targets:
                 memo[b] = targets[b]
-            elif p < 0:
+            elif b in expected:
+                memo[b] = expected[b]
+            elif lead < 0:
                 memo[b] = current[:, b]
             else:
-                memo[b] = posed(p) @ turn(current[:, p]) @ current[:, b]
+                memo[b] = posed(lead) @ turn(current[:, lead]) @ current[:, b]
         return memo[b]
 
     out = {}
@@ -206,3 +213,30 @@ def posed_deltas(armature: ArmatureRest, bases: np.ndarray) -> np.ndarray:
         local = rest @ bases[:, b] @ rest.T
         out[:, b] = local if p < 0 else out[:, p] @ local
     return out
+
+
+MAX_STEP = 4.0
+
+
+def pass_steps(errors: np.ndarray, previous: np.ndarray | None, steps: np.ndarray) -> np.ndarray:
+    """Step sizes (J,) for the next pass of writing a pose to a constraint-driven rig (mapped_rig.apply_pose).
+
+    errors, previous (J, 3): rotation vectors from each joint's pose as read to its goal, after the last pass and
+    before it; steps (J,): the step sizes the last pass took. A joint whose bone follows its written control only in
+    part (Rigify's spine takes half the control's twist: the error halves with each plain pass) kept its error's
+    direction and shrank it by a ratio r, so it follows with gain (1 - r) / step: its next step is step / (1 - r)
+    (a secant step), at most MAX_STEP. Any other joint takes a plain step (1)."""
+    if previous is None:
+        return np.ones(len(errors))
+    length = np.einsum("ja,ja->j", previous, previous)
+    ratio = np.einsum("ja,ja->j", errors, previous) / np.maximum(length, 1e-30)
+    across = np.linalg.norm(errors - ratio[:, None] * previous, axis=-1)
+    steady = (length > 0) & (ratio > 0) & (ratio < 1) & (across < 0.1 * np.linalg.norm(errors, axis=-1) + 1e-12)
+    return np.where(steady, np.minimum(steps / np.maximum(1 - ratio, 1e-12), MAX_STEP), 1.0)
+
+
+def stepped(achieved: np.ndarray, errors: np.ndarray, steps: np.ndarray) -> np.ndarray:
+    """Joint rotations (J, 3) `steps` times the `errors` (J, 3) beyond `achieved` (J, 3), rotation vectors
+    (errors in each joint's achieved frame: achieved * exp(error) is the goal)."""
+    turned = Rotation.from_rotvec(achieved) * Rotation.from_rotvec(errors * steps[:, None])
+    return turned.as_rotvec()
