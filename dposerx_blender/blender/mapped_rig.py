@@ -41,7 +41,7 @@ class MappedRig:
     metres_per_unit: float
     pose_order: np.ndarray  # (B,) index in object.pose.bones of each bone of converter.armature
     evaluated: np.ndarray  # indices of the bones whose evaluated rotation the conversions use
-    leaders: np.ndarray  # (B,) the bone each bone turns with: the one it copies the rotation of, else its parent
+    copies: dict  # bone -> ((bone whose rotation it copies, influence), ...): see rig_map.bases_for
     # read_track's measurement, for the write of the same frames that follows it (see _measured_track)
     track: dict = field(default_factory=dict, compare=False, repr=False)
 
@@ -172,38 +172,31 @@ def find_mapped_rig(ob) -> MappedRig:
                    f"so IK poses it, not DPoser-X; use Switch Limbs to FK in DPoser-X > Rig Map")
             overridden.update({JOINT_INDEX[n]: why for n in switch["joints"] if n in converter.written})
     position = {name: i for i, name in enumerate(pose_bones.keys())}
-    leaders = armature.parents.copy()
     # The bones read and written, and every bone they turn with (bases_for places bones in their parents' space).
-    evaluated, waiting = set(), [*converter.bones, *(armature.index(n) for n in names if n),
-                                 *(b for sources in converter.written.values() for b in sources)]
+    copies, evaluated = {}, set()
+    waiting = [*converter.bones, *(armature.index(n) for n in names if n),
+               *(b for sources in converter.written.values() for b in sources)]
     while waiting:
         b = waiting.pop()
         if b < 0 or b in evaluated:
             continue
         evaluated.add(b)
-        leaders[b] = _leader(ob, armature, b)
-        waiting += [armature.parents[b], leaders[b]]
+        copies[b] = _copied(ob, armature, b)
+        waiting += [armature.parents[b], *(copied for copied, _ in copies[b])]
     return MappedRig(ob, converter, tuple(names), overridden, lacking, float(np.mean(ob.matrix_world.to_scale())),
-                     np.array([position[name] for name in armature.names]), np.array(sorted(evaluated)), leaders)
+                     np.array([position[name] for name in armature.names]), np.array(sorted(evaluated)),
+                     {b: found for b, found in copies.items() if found})
 
 
-def _leader(ob, armature: ArmatureRest, b: int) -> int:
-    """The bone whose rotation bone `b` copies whole (the last Copy Rotation or Copy Transforms constraint at full
-    influence, world or pose space, targeting a bone of the same armature that does not hang below it), else its
-    parent."""
-    leader = armature.parents[b]
-    for c in ob.pose.bones[armature.names[b]].constraints:
-        if (c.type in ('COPY_ROTATION', 'COPY_TRANSFORMS') and c.enabled and c.influence > 1 - 1e-6
-                and getattr(c, "target", None) == ob and c.subtarget in armature.names and c.mix_mode == 'REPLACE'
-                and {c.owner_space, c.target_space} <= {'WORLD', 'POSE'}
-                and (c.type == 'COPY_TRANSFORMS' or (c.use_x and c.use_y and c.use_z and not c.invert_x
-                                                     and not c.invert_y and not c.invert_z))):
-            target = armature.index(c.subtarget)
-            below = target
-            while below >= 0 and below != b:
-                below = armature.parents[below]
-            leader = target if below < 0 else leader
-    return leader
+def _copied(ob, armature: ArmatureRest, b: int) -> tuple:
+    """((bone, influence), ...): the bones whose whole rotation bone `b` copies, in constraint order (Copy Rotation
+    of every axis or Copy Transforms, replacing, world or pose space, from a bone of the same armature)."""
+    return tuple((armature.index(c.subtarget), c.influence) for c in ob.pose.bones[armature.names[b]].constraints
+                 if c.type in ('COPY_ROTATION', 'COPY_TRANSFORMS') and c.enabled and c.influence > 0
+                 and getattr(c, "target", None) == ob and c.subtarget in armature.names and c.mix_mode == 'REPLACE'
+                 and {c.owner_space, c.target_space} <= {'WORLD', 'POSE'}
+                 and (c.type == 'COPY_TRANSFORMS' or (c.use_x and c.use_y and c.use_z and not c.invert_x
+                                                      and not c.invert_y and not c.invert_z)))
 
 
 # --- Reading: the evaluated pose ---------------------------------------------------------------------------
@@ -344,7 +337,7 @@ def _channels(rig: MappedRig, poses: np.ndarray, joints, measured, reference_fra
     targets, expected = _targets(rig, poses, joints, current)
     current_bases = {b: rig_math.channels_to_matrix(rig.object.pose.bones[rig.converter.armature.names[b]]
                                                     .rotation_mode, channels[b]) for b in targets}
-    bases = bases_for(rig.converter.armature, current, current_bases, targets, expected, rig.leaders)
+    bases = bases_for(rig.converter.armature, current, current_bases, targets, expected, rig.copies)
     channelbag = keyframes.object_channelbag(rig.object, create=False) if reference_frame is not None else None
     return [bone_channel(rig.object.pose.bones[rig.converter.armature.names[b]], basis, channelbag, reference_frame)
             for b, basis in bases.items()]

@@ -168,41 +168,54 @@ class ArmatureMap:
 
 def bases_for(armature: ArmatureRest, current: np.ndarray, current_bases: dict[int, np.ndarray],
               targets: dict[int, np.ndarray], expected: dict[int, np.ndarray] | None = None,
-              leaders: np.ndarray | None = None) -> dict[int, np.ndarray]:
+              copies: dict[int, tuple] | None = None) -> dict[int, np.ndarray]:
     """Basis rotations (T, 3, 3) that give the bones in `targets` their target rotation deltas (T, 3, 3).
 
     current (B, 3, 3) or per frame (T, B, 3, 3): every bone's present rotation delta (evaluated); current_bases:
     the targeted bones' present bases ((T,) 3, 3). Each bone turns from where it is: its parent space is taken as
     evaluated now (so scaled or constrained parents, e.g. Rigify's stretchy tweaks, count as they are), moved with
     its parent as that parent will move. A bone not written is expected at its `expected` delta (the bones a
-    constraint turns after written ones, e.g. Rigify's ORG bones) or else keeps its place relative to its leader
-    (`leaders` (B,): the bone it copies the rotation of, default its parent) as it is now: exact for plain FK
-    bones; for constrained ones the best guess before the scene is evaluated again."""
+    constraint turns after written ones, e.g. Rigify's ORG bones), or else turns as its parent does, then towards
+    the bones it copies the rotation of: copies {bone: ((bone copied, influence), ...)} in constraint order
+    (Rigify's neck control hangs from a bone that turns half with the chest, half with the torso). Exact for plain
+    FK bones; for constrained ones the best guess before the scene is evaluated again."""
     current = np.asarray(current)[None] if np.ndim(current) == 3 else np.asarray(current)  # (T or 1, B, 3, 3)
-    expected = expected or {}
-    leaders = armature.parents if leaders is None else leaders
+    expected, copies = expected or {}, copies or {}
     turn = lambda a: np.swapaxes(a, -1, -2)  # noqa: E731
     memo: dict[int, np.ndarray] = {}
 
+    def turned(b: int) -> np.ndarray:  # how bone b turns in armature space, (T or 1, 3, 3)
+        return posed(b) @ turn(current[:, b]) if b >= 0 else np.eye(3)[None]
+
     def posed(b: int) -> np.ndarray:
         if b not in memo:
-            lead = leaders[b]
+            memo[b] = current[:, b]  # stands for itself within a cycle of copies (a dependency cycle in the rig)
             if b in targets:
                 memo[b] = targets[b]
             elif b in expected:
                 memo[b] = expected[b]
-            elif lead < 0:
-                memo[b] = current[:, b]
             else:
-                memo[b] = posed(lead) @ turn(current[:, lead]) @ current[:, b]
+                rotation = turned(armature.parents[b])
+                for copied, influence in copies.get(b, ()):
+                    rotation = _towards(rotation, turned(copied), influence)
+                memo[b] = rotation @ current[:, b]
         return memo[b]
 
     out = {}
     for b in sorted(targets):
-        p, rest = armature.parents[b], armature.rest[b]
-        parent_turn = posed(p) @ turn(current[:, p]) if p >= 0 else np.eye(3)[None]
-        out[b] = current_bases[b] @ rest.T @ turn(current[:, b]) @ turn(parent_turn) @ targets[b] @ rest
+        rest = armature.rest[b]
+        out[b] = current_bases[b] @ rest.T @ turn(current[:, b]) @ turn(turned(armature.parents[b])) @ targets[b] @ rest
     return out
+
+
+def _towards(a: np.ndarray, b: np.ndarray, fraction: float) -> np.ndarray:
+    """Rotations (..., 3, 3) `fraction` of the way from a to b (slerp, as a constraint's influence blends)."""
+    if fraction >= 1:
+        return np.broadcast_to(b, np.broadcast_shapes(a.shape, b.shape))
+    a, b = np.broadcast_arrays(a, b)
+    shape = a.shape
+    a, b = Rotation.from_matrix(a.reshape(-1, 3, 3)), Rotation.from_matrix(b.reshape(-1, 3, 3))
+    return (a * Rotation.from_rotvec((a.inv() * b).as_rotvec() * fraction)).as_matrix().reshape(shape)
 
 
 def posed_deltas(armature: ArmatureRest, bases: np.ndarray) -> np.ndarray:

@@ -214,8 +214,8 @@ def test_bones_copying_a_rotation_turn_with_their_leader():
     bases = Rotation.random(4, random_state=6).as_matrix()
     current = evaluated(bases)
     targets = {b: Rotation.from_rotvec(rng.normal(size=3)).as_matrix()[None] for b in (1, 3)}
-    for leaders, exact in ((np.array([-1, 0, 1, 2]), True), (None, False)):
-        found = bases_for(arm, current, {b: bases[b][None] for b in targets}, targets, leaders=leaders)
+    for copies, exact in (({2: ((1, 1.0),)}, True), (None, False)):
+        found = bases_for(arm, current, {b: bases[b][None] for b in targets}, targets, copies=copies)
         written = bases.copy()
         written[1], written[3] = found[1][0], found[3][0]
         miss = np.degrees((Rotation.from_matrix(evaluated(written)[3]).inv()
