@@ -266,11 +266,11 @@ def _measured_track(rig: MappedRig, frames: np.ndarray):
     """_measure(rig, frames), taken from the read_track that preceded this write when it read the same frames of the
     rig as it still is (a job reads the track, solves and writes it back, with editing held in between: evaluating
     every frame once, not twice)."""
-    track, measured = dict(rig.track), None
+    track = dict(rig.track)
     rig.track.clear()  # a write follows: the measurement is stale after it
-    if (track and np.array_equal(track["frames"], frames) and track["fingerprint"] == _fingerprint(rig)):
-        measured = track["measured"]
-    return measured if measured is not None else _measure(rig, frames)
+    if track and np.array_equal(track["frames"], frames) and track["fingerprint"] == _fingerprint(rig):
+        return track["measured"]
+    return _measure(rig, frames)
 
 
 # --- Writing: the mapped bones' channels ------------------------------------------------------------------
