@@ -331,7 +331,7 @@ def pose_channels(rig: MappedRig, poses: np.ndarray, joints, reference_frame: fl
 
 def _channels(rig: MappedRig, poses: np.ndarray, joints, measured, reference_frame: float | None):
     """pose_channels from the rig as `_measure` found it."""
-    from .rig_bridge import bone_channel
+    from .rig_bridge import bone_channels
 
     current, channels = measured
     targets, expected = _targets(rig, poses, joints, current)
@@ -339,8 +339,10 @@ def _channels(rig: MappedRig, poses: np.ndarray, joints, measured, reference_fra
                                                     .rotation_mode, channels[b]) for b in targets}
     bases = bases_for(rig.converter.armature, current, current_bases, targets, expected, rig.copies)
     channelbag = keyframes.object_channelbag(rig.object, create=False) if reference_frame is not None else None
-    return [bone_channel(rig.object.pose.bones[rig.converter.armature.names[b]], basis, channelbag, reference_frame)
-            for b, basis in bases.items()]
+    if not bases:
+        return []
+    return bone_channels([rig.object.pose.bones[rig.converter.armature.names[b]] for b in bases],
+                         np.stack(list(bases.values()), axis=1), channelbag, reference_frame)
 
 
 def _set(rig: MappedRig, channels) -> None:
