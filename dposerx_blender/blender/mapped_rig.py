@@ -11,8 +11,9 @@ jobs keep them as they are and say so, and a write that does not take is undone 
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import bpy
 import numpy as np
@@ -21,7 +22,7 @@ from scipy.spatial.transform import Rotation
 from ..core import rig_math
 from ..core.errors import DPoserError
 from ..core.mocap.retarget import JointMap, detected_maps, load_joint_maps
-from ..core.rig_map import ArmatureMap, ArmatureRest, bases_for
+from ..core.rig_map import ArmatureMap, ArmatureRest, bases_for, pass_steps, stepped
 from ..core.skeleton import JOINT_INDEX, JOINT_NAMES, NUM_JOINTS, PARENTS, REST_OFFSETS
 from . import keyframes
 
@@ -38,6 +39,11 @@ class MappedRig:
     overridden: dict  # joint index -> why its bone cannot pose it (IK on, a constraint)
     lacking: tuple[str, ...]  # optional joints of the preset this armature has no bone for
     metres_per_unit: float
+    pose_order: np.ndarray  # (B,) index in object.pose.bones of each bone of converter.armature
+    evaluated: np.ndarray  # indices of the bones whose evaluated rotation the conversions use
+    copies: dict  # bone -> ((bone whose rotation it copies, influence), ...): see rig_map.bases_for
+    # read_track's measurement, for the write of the same frames that follows it (see _measured_track)
+    track: dict = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def name(self) -> str:
@@ -120,6 +126,24 @@ def armature_rest(ob) -> ArmatureRest:
                                    rest, heads.reshape(count, 3), tails.reshape(count, 3))
 
 
+_CONVERTERS: dict = {}
+
+
+def _converter(ob, joint_map: JointMap, armature: ArmatureRest, reference: np.ndarray | None) -> ArmatureMap:
+    """The map fitted to the armature, kept while its map, rest and calibration stay the same (fitting takes
+    longer than a job's conversions)."""
+    key = (joint_map.to_toml(), armature.names, armature.parents.tobytes(), armature.rest.tobytes(),
+           armature.heads.tobytes(), armature.tails.tobytes(), None if reference is None else reference.tobytes())
+    if key not in _CONVERTERS:
+        try:
+            converter = ArmatureMap(joint_map, armature, reference)
+        except ValueError as exc:
+            raise DPoserError(f"'{ob.name}': map '{joint_map.name}' does not fit this armature ({exc}).") from None
+        _CONVERTERS.clear() if len(_CONVERTERS) >= 8 else None
+        _CONVERTERS[key] = converter
+    return _CONVERTERS[key]
+
+
 def find_mapped_rig(ob) -> MappedRig:
     joint_map, lacking = choose_map(ob)
     armature = armature_rest(ob)
@@ -128,10 +152,7 @@ def find_mapped_rig(ob) -> MappedRig:
         stored = ob[REFERENCE_KEY]
         quats = np.array([stored.get(name, (1.0, 0.0, 0.0, 0.0)) for name in armature.names], dtype=np.float64)
         reference = Rotation.from_quat(quats, scalar_first=True).as_matrix()
-    try:
-        converter = ArmatureMap(joint_map, armature, reference)
-    except ValueError as exc:
-        raise DPoserError(f"'{ob.name}': map '{joint_map.name}' does not fit this armature ({exc}).") from None
+    converter = _converter(ob, joint_map, armature, reference)
     names, overridden = [""] * NUM_JOINTS, {}
     pose_bones = ob.pose.bones
     for name, sources in converter.written.items():
@@ -150,21 +171,49 @@ def find_mapped_rig(ob) -> MappedRig:
             why = (f"IK is on for this limb ({bone} {switch['property']} = {float(value):g}, FK = {switch['fk']:g}), "
                    f"so IK poses it, not DPoser-X; use Switch Limbs to FK in DPoser-X > Rig Map")
             overridden.update({JOINT_INDEX[n]: why for n in switch["joints"] if n in converter.written})
-    return MappedRig(ob, converter, tuple(names), overridden, lacking, float(np.mean(ob.matrix_world.to_scale())))
+    position = {name: i for i, name in enumerate(pose_bones.keys())}
+    # The bones read and written, and every bone they turn with (bases_for places bones in their parents' space).
+    copies, evaluated = {}, set()
+    waiting = [*converter.bones, *(armature.index(n) for n in names if n),
+               *(b for sources in converter.written.values() for b in sources)]
+    while waiting:
+        b = waiting.pop()
+        if b < 0 or b in evaluated:
+            continue
+        evaluated.add(b)
+        copies[b] = _copied(ob, armature, b)
+        waiting += [armature.parents[b], *(copied for copied, _ in copies[b])]
+    return MappedRig(ob, converter, tuple(names), overridden, lacking, float(np.mean(ob.matrix_world.to_scale())),
+                     np.array([position[name] for name in armature.names]), np.array(sorted(evaluated)),
+                     {b: found for b, found in copies.items() if found})
+
+
+def _copied(ob, armature: ArmatureRest, b: int) -> tuple:
+    """((bone, influence), ...): the bones whose whole rotation bone `b` copies, in constraint order (Copy Rotation
+    of every axis or Copy Transforms, replacing, world or pose space, from a bone of the same armature)."""
+    return tuple((armature.index(c.subtarget), c.influence) for c in ob.pose.bones[armature.names[b]].constraints
+                 if c.type in ('COPY_ROTATION', 'COPY_TRANSFORMS') and c.enabled and c.influence > 0
+                 and getattr(c, "target", None) == ob and c.subtarget in armature.names and c.mix_mode == 'REPLACE'
+                 and {c.owner_space, c.target_space} <= {'WORLD', 'POSE'}
+                 and (c.type == 'COPY_TRANSFORMS' or (c.use_x and c.use_y and c.use_z and not c.invert_x
+                                                      and not c.invert_y and not c.invert_z)))
 
 
 # --- Reading: the evaluated pose ---------------------------------------------------------------------------
 
 
-def evaluated_deltas(rig: MappedRig) -> np.ndarray:
-    """(B, 3, 3) every bone's rotation from its rest, as evaluated now (constraints included)."""
+def evaluated_deltas(rig: MappedRig, every: bool = False) -> np.ndarray:
+    """(B, 3, 3) the bones' rotations from their rest, as evaluated now (constraints included): those the
+    conversions use (rig.evaluated), the others identity; or with `every`, every bone's."""
     bpy.context.view_layer.update()
     bones = rig.object.pose.bones
     matrices = np.empty(len(bones) * 16, dtype=np.float32)
     bones.foreach_get("matrix", matrices)
-    posed = matrices.reshape(-1, 4, 4).transpose(0, 2, 1)[:, :3, :3].astype(np.float64)
-    order = [bones.find(name) for name in rig.converter.armature.names]
-    return rig_math.nearest_rotation(posed[order]) @ np.swapaxes(rig.converter.armature.rest, -1, -2)
+    chosen = slice(None) if every else rig.evaluated
+    posed = matrices.reshape(-1, 4, 4)[rig.pose_order[chosen], :3, :3].transpose(0, 2, 1).astype(np.float64)
+    deltas = np.broadcast_to(np.eye(3), rig.converter.armature.rest.shape).copy()
+    deltas[chosen] = rig_math.nearest_rotation(posed) @ np.swapaxes(rig.converter.armature.rest[chosen], -1, -2)
+    return deltas
 
 
 def read_pose(rig: MappedRig, visual: bool = True) -> np.ndarray:
@@ -189,55 +238,111 @@ def _at_frames(rig: MappedRig, frames: np.ndarray, measure):
 
 def read_track(rig: MappedRig, frames: np.ndarray) -> np.ndarray:
     """The evaluated poses at `frames` (T,) -> (T, 165)."""
-    return rig.converter.read(np.stack(_at_frames(rig, frames, lambda: evaluated_deltas(rig))))
+    measured = _measure(rig, frames)
+    rig.track.clear()
+    rig.track.update(frames=np.array(frames, dtype=np.float64), measured=measured, fingerprint=_fingerprint(rig))
+    return rig.converter.read(measured[0])
+
+
+def _fingerprint(rig: MappedRig) -> bytes:
+    """What the rig's evaluated animation depends on that a script or the user may change: its bones' channels
+    and the keys of its action."""
+    bones = rig.object.pose.bones
+    parts = []
+    for prop, size in (("location", 3), ("rotation_quaternion", 4), ("rotation_euler", 3),
+                       ("rotation_axis_angle", 4), ("scale", 3)):
+        values = np.empty(len(bones) * size, dtype=np.float32)
+        bones.foreach_get(prop, values)
+        parts.append(values.tobytes())
+    channelbag = keyframes.object_channelbag(rig.object, create=False)
+    for fcurve in channelbag.fcurves if channelbag is not None else ():
+        co = np.empty(2 * len(fcurve.keyframe_points), dtype=np.float32)
+        fcurve.keyframe_points.foreach_get("co", co)
+        parts += [fcurve.data_path.encode(), co.tobytes()]
+    return hashlib.sha1(b"".join(parts)).digest()
+
+
+def _measured_track(rig: MappedRig, frames: np.ndarray):
+    """_measure(rig, frames), taken from the read_track that preceded this write when it read the same frames of the
+    rig as it still is (a job reads the track, solves and writes it back, with editing held in between: evaluating
+    every frame once, not twice)."""
+    track = dict(rig.track)
+    rig.track.clear()  # a write follows: the measurement is stale after it
+    if track and np.array_equal(track["frames"], frames) and track["fingerprint"] == _fingerprint(rig):
+        return track["measured"]
+    return _measure(rig, frames)
 
 
 # --- Writing: the mapped bones' channels ------------------------------------------------------------------
 
 
-def _targets(rig: MappedRig, poses: np.ndarray, joints, current: np.ndarray) -> tuple[dict, list[int]]:
-    """{write bone index: (T, 3, 3) rotation delta} for the writable `joints`, and those joints.
+def _written_bones(rig: MappedRig) -> list[int]:
+    """The bones a write may set: every joint's write bone and the twist bones."""
+    armature = rig.converter.armature
+    return sorted({armature.index(n) for n in rig.bone_names if n} | {
+        b for sources in rig.converter.written.values() for b in sources[1:]})
+
+
+def _measure(rig: MappedRig, frames: np.ndarray | None = None) -> tuple[np.ndarray, dict[int, np.ndarray]]:
+    """The rig as evaluated at `frames` (T,) (None: as it is now, T = 1): the bones' rotation deltas
+    (T, B, 3, 3) (evaluated_deltas) and the rotation channels {bone: (T, k)} of the bones a write may set."""
+    from .rig_bridge import current_channels
+
+    bones = _written_bones(rig)
+    pose_bones = [rig.object.pose.bones[rig.converter.armature.names[b]] for b in bones]
+
+    def state():
+        return evaluated_deltas(rig), [current_channels(pose_bone) for pose_bone in pose_bones]
+
+    states = _at_frames(rig, frames, state) if frames is not None else [state()]
+    return (np.stack([deltas for deltas, _ in states]),
+            {b: np.stack([channels[i] for _, channels in states]) for i, b in enumerate(bones)})
+
+
+def _targets(rig: MappedRig, poses: np.ndarray, joints, current: np.ndarray) -> tuple[dict, dict]:
+    """({write bone index: (T, 3, 3) rotation delta}, {read bone index: its expected delta}) for the writable
+    `joints`.
 
     A write bone other than the bone read (Rigify's FK control and the ORG bone that copies it) turns in
-    armature space as the read bone must turn from its `current` ((T,) B, 3, 3) evaluated rotation."""
-    chosen = [j for j in np.asarray(list(joints), dtype=int).tolist() if not rig.unwritable[j]]
+    armature space as the read bone must turn from its `current` (T or 1, B, 3, 3) evaluated rotation."""
+    unwritable = rig.unwritable
+    chosen = [j for j in np.asarray(list(joints), dtype=int).tolist() if not unwritable[j]]
     armature = rig.converter.armature
     deltas = rig.converter.write(poses, chosen)
-    targets = {}
+    targets, expected = {}, {}
     for name, sources in rig.converter.written.items():
         if JOINT_INDEX[name] in chosen:
             read, write = sources[0], armature.index(rig.bone_names[JOINT_INDEX[name]])
-            turn = np.swapaxes(current[..., read, :, :], -1, -2)
-            targets[write] = deltas[read] if write == read else deltas[read] @ turn @ current[..., write, :, :]
+            turn = np.swapaxes(current[:, read], -1, -2)
+            targets[write] = deltas[read] if write == read else deltas[read] @ turn @ current[:, write]
             targets.update({s: deltas[s] for s in sources[1:]})  # twist bones straighten
-    return targets, chosen
+            expected[read] = deltas[read]
+    return targets, expected
 
 
 def pose_channels(rig: MappedRig, poses: np.ndarray, joints, reference_frame: float | None = None,
                   frames: np.ndarray | None = None) -> list[keyframes.Channel]:
     """Channels of the written bones for poses (T, 165) at `frames` (T,) (None: the current pose), continuous
     along T (see rig_bridge.pose_channels); bones not written keep their place relative to their parents as they
-    are at each frame."""
-    from .rig_bridge import bone_channel, current_channels
+    are at each frame (bones not written keep their animation: with `frames`, the rig is measured at each)."""
+    measured = _measure(rig) if frames is None else _measured_track(rig, np.asarray(frames, dtype=np.float64))
+    return _channels(rig, poses, joints, measured, reference_frame)
 
-    armature, pose_bones = rig.converter.armature, rig.object.pose.bones
-    candidates = {armature.index(n) for n in rig.bone_names if n} | {
-        b for sources in rig.converter.written.values() for b in sources[1:]}
 
-    def state():
-        bases = {b: rig_math.channels_to_matrix(pose_bones[armature.names[b]].rotation_mode,
-                                                current_channels(pose_bones[armature.names[b]])) for b in candidates}
-        return evaluated_deltas(rig), bases
+def _channels(rig: MappedRig, poses: np.ndarray, joints, measured, reference_frame: float | None):
+    """pose_channels from the rig as `_measure` found it."""
+    from .rig_bridge import bone_channels
 
-    # Bones not written keep their animation: with `frames`, the state is measured at each frame.
-    states = _at_frames(rig, frames, state) if frames is not None else [state()]
-    current = np.stack([deltas for deltas, _ in states])
-    targets, _ = _targets(rig, poses, joints, current if frames is not None else current[0])
-    current_bases = {b: np.stack([bases[b] for _, bases in states]) for b in targets}
-    bases = bases_for(rig.converter.armature, current, current_bases, targets)
+    current, channels = measured
+    targets, expected = _targets(rig, poses, joints, current)
+    current_bases = {b: rig_math.channels_to_matrix(rig.object.pose.bones[rig.converter.armature.names[b]]
+                                                    .rotation_mode, channels[b]) for b in targets}
+    bases = bases_for(rig.converter.armature, current, current_bases, targets, expected, rig.copies)
     channelbag = keyframes.object_channelbag(rig.object, create=False) if reference_frame is not None else None
-    return [bone_channel(rig.object.pose.bones[rig.converter.armature.names[b]], basis, channelbag, reference_frame)
-            for b, basis in bases.items()]
+    if not bases:
+        return []
+    return bone_channels([rig.object.pose.bones[rig.converter.armature.names[b]] for b in bases],
+                         np.stack(list(bases.values()), axis=1), channelbag, reference_frame)
 
 
 def _set(rig: MappedRig, channels) -> None:
@@ -248,28 +353,35 @@ def _set(rig: MappedRig, channels) -> None:
 
 def apply_pose(rig: MappedRig, pose: np.ndarray, joints, key_frame: float | None = None) -> None:
     """Set the writable `joints` to pose (165,) (parents first; constrained parents and stretchy spines need more
-    passes: up to thirteen, until within 0.01 degrees), and key them at `key_frame`. DPoserError, with the rig as it
-    was, when a joint does not follow."""
+    passes: up to thirteen, until within 0.01 degrees; joints that follow their controls in part take longer steps,
+    see rig_map.pass_steps), and key them at `key_frame`. DPoserError, with the rig as it was, when a joint does
+    not follow."""
     from .rig_bridge import current_channels, rotation_path
 
-    chosen = [j for j in np.asarray(list(joints), dtype=int).tolist() if not rig.unwritable[j]]
+    unwritable = rig.unwritable
+    chosen = [j for j in np.asarray(list(joints), dtype=int).tolist() if not unwritable[j]]
     if not chosen:
         return
     before = {pb.name: (rotation_path(pb.rotation_mode), current_channels(pb)) for pb in rig.object.pose.bones}
     kept = np.setdiff1d(np.arange(NUM_JOINTS), chosen)
-    channels = []
+    previous, steps = None, np.ones(len(chosen))
     for _ in range(13):
         # Joints not written keep their local rotations as the rig now has them (a limb in IK keeps its hand in
         # place as the chest turns), and the others are placed relative to that.
-        achieved = read_pose(rig).reshape(NUM_JOINTS, 3)
+        measured = _measure(rig)
+        achieved = rig.converter.read(measured[0])[0].reshape(NUM_JOINTS, 3)
         goal = pose.reshape(NUM_JOINTS, 3).copy()
         goal[kept] = achieved[kept]
-        errors = _rotation_errors(goal.reshape(-1), achieved.reshape(-1))[chosen]
+        remaining = (Rotation.from_rotvec(achieved[chosen]).inv() * Rotation.from_rotvec(goal[chosen])).as_rotvec()
+        errors = np.degrees(np.linalg.norm(remaining, axis=-1))
         if errors.max() < 0.01:
             break
-        written = pose_channels(rig, goal.reshape(1, -1), chosen)
-        _set(rig, written)
-        channels = written
+        steps = pass_steps(remaining, previous, steps)
+        aimed = goal.copy()
+        longer = steps != 1
+        aimed[np.asarray(chosen)[longer]] = stepped(achieved[chosen][longer], remaining[longer], steps[longer])
+        _set(rig, _channels(rig, aimed.reshape(1, -1), chosen, measured, None))
+        previous = remaining
     stray = [JOINT_NAMES[j] for j, e in zip(chosen, errors) if e > WRITE_TOLERANCE_DEGREES]
     if stray:
         for name, (path, values) in before.items():
@@ -278,14 +390,9 @@ def apply_pose(rig: MappedRig, pose: np.ndarray, joints, key_frame: float | None
         raise DPoserError(f"'{rig.object.name}': {', '.join(stray)} did not follow the bones DPoser-X wrote (a "
                           f"constraint or IK drives them): nothing was changed. Check the rig map's write bones.")
     if key_frame is not None:
-        channels = pose_channels(rig, read_pose(rig)[None], chosen)  # the pose as it now is, on every written bone
+        measured = _measure(rig)  # the pose as it now is, on every written bone
+        channels = _channels(rig, rig.converter.read(measured[0]), chosen, measured, None)
         keyframes.write_channels(keyframes.object_channelbag(rig.object), channels, np.array([key_frame]))
-
-
-def _rotation_errors(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """(55,) degrees between the joint rotations of poses a and b (165,)."""
-    return np.degrees((Rotation.from_rotvec(a.reshape(55, 3)).inv() * Rotation.from_rotvec(b.reshape(55, 3)))
-                      .magnitude())
 
 
 def key_track(rig: MappedRig, poses: np.ndarray, joints, frames: np.ndarray) -> None:

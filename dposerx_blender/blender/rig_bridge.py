@@ -253,20 +253,31 @@ def pose_channels(rig: Rig, poses: np.ndarray, joints, reference_frame: float | 
         local[:, 0] = np.swapaxes(root, -1, -2) @ local[:, 0]
     basis = rig_math.smplx_to_basis(local, rig.rest, rig.axes)
     channelbag = keyframes.object_channelbag(rig.object, create=False) if reference_frame is not None else None
-    return [bone_channel(rig.object.pose.bones[rig.bone_names[j]], basis[:, j], channelbag, reference_frame)
-            for j in joints]
+    joints = list(joints)
+    return bone_channels([rig.object.pose.bones[rig.bone_names[j]] for j in joints], basis[:, joints], channelbag,
+                         reference_frame)
 
 
-def bone_channel(pose_bone, basis: np.ndarray, channelbag, reference_frame) -> keyframes.Channel:
-    """One bone's rotation channel for basis rotations (T, 3, 3), in its own rotation mode, continuous from its
-    value just before `reference_frame` (its animation in `channelbag`, when given) or its current value."""
-    mode = pose_bone.rotation_mode
-    path = f'pose.bones["{pose_bone.name}"].{rotation_path(mode)}'
-    reference = current_channels(pose_bone)
-    if channelbag is not None:
-        reference = keyframes.evaluate_channel(channelbag, path, len(reference), [reference_frame - 1],
-                                               reference)[0]
-    return keyframes.Channel(path, pose_bone.name, rig_math.matrix_to_channels(mode, basis, reference))
+def bone_channels(pose_bones, basis: np.ndarray, channelbag, reference_frame) -> list[keyframes.Channel]:
+    """The bones' rotation channels for basis rotations (T, n, 3, 3), each in its own rotation mode, continuous
+    from its value just before `reference_frame` (its animation in `channelbag`, when given) or its current value
+    (converted a rotation mode at a time)."""
+    paths, references = [], []
+    for pose_bone in pose_bones:
+        paths.append(f'pose.bones["{pose_bone.name}"].{rotation_path(pose_bone.rotation_mode)}')
+        reference = current_channels(pose_bone)
+        if channelbag is not None:
+            reference = keyframes.evaluate_channel(channelbag, paths[-1], len(reference), [reference_frame - 1],
+                                                   reference)[0]
+        references.append(reference)
+    modes = [pose_bone.rotation_mode for pose_bone in pose_bones]
+    values = [None] * len(modes)
+    for mode in set(modes):
+        same = [i for i, m in enumerate(modes) if m == mode]
+        converted = rig_math.matrix_to_channels(mode, basis[:, same], np.stack([references[i] for i in same]))
+        for k, i in enumerate(same):
+            values[i] = converted[:, k]
+    return [keyframes.Channel(path, pose_bone.name, value) for path, pose_bone, value in zip(paths, pose_bones, values)]
 
 
 @_or_mapped

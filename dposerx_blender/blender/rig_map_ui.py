@@ -198,7 +198,7 @@ class DPOSERX_OT_rig_calibrate_rest(_ArmatureOperator, bpy.types.Operator):
         rig = rig_bridge.find_rig(ob)
         if not isinstance(rig, mapped_rig.MappedRig):
             raise DPoserError(f"'{ob.name}' is an SMPL-X armature: its rest pose is SMPL-X's already.")
-        deltas = mapped_rig.evaluated_deltas(rig)
+        deltas = mapped_rig.evaluated_deltas(rig, every=True)
         quats = Rotation.from_matrix(deltas).as_quat(canonical=True, scalar_first=True)
         ob[mapped_rig.REFERENCE_KEY] = {name: quats[b].tolist() for b, name in enumerate(rig.converter.armature.names)
                                         if not np.allclose(quats[b], (1, 0, 0, 0), atol=1e-7)}

@@ -19,8 +19,7 @@ from scipy.spatial.transform import Rotation
 
 from .errors import DPoserError
 from .mocap.motion import Motion
-from .mocap.retarget import (AIM_CHOICES, TIP, JointMap, joint_source, retarget, source_frame, source_rotations,
-                             written_joints)
+from .mocap.retarget import AIM_CHOICES, TIP, JointMap, joint_source, rest_fit, source_rotations, written_joints
 from .rig_math import Z_UP_TO_Y_UP  # retarget's AMASS world -> SMPL-X's own
 from .skeleton import JOINT_INDEX, JOINT_NAMES, NUM_JOINTS
 
@@ -119,7 +118,14 @@ class ArmatureMap:
                 b = armature.parents[b]
         self.bones = sorted(keep)
         self.rest_motion = fitted.motion(np.eye(3)[None, None].repeat(len(armature.names), 1), self.bones)
-        self.axes = source_frame(self.rest_motion, self.joint_map)
+        self.fit = rest_fit(self.rest_motion, self.joint_map)  # the map's rest alignment, fitted once
+        self.axes = self.fit.frame
+        # The Motion's forward kinematics as one product: a joint's position sums its chain's turned offsets.
+        parents = self.rest_motion.parents
+        self._chains = np.zeros((len(parents), len(parents)))
+        for j, p in enumerate(parents):
+            self._chains[j] = self._chains[p] if p >= 0 else 0
+            self._chains[j, j] = 1
         self.written = {name: tuple(armature.index(s) for s in sources)
                         for name, sources in written_joints(self.joint_map).items()}
 
@@ -134,10 +140,15 @@ class ArmatureMap:
         return np.isin(np.arange(NUM_JOINTS), [JOINT_INDEX[n] for n in self.written])
 
     def read(self, deltas: np.ndarray) -> np.ndarray:
-        """Bone rotation deltas (T, B, 3, 3) from the armature's rest -> poses (T, 165)."""
-        relative = deltas @ np.swapaxes(self.reference, -1, -2)
-        result = retarget(self._motion(relative), self.joint_map, settle_twists=False)
-        poses = result.poses
+        """Bone rotation deltas (T, B, 3, 3) from the armature's rest -> poses (T, 165): `retarget` (without
+        settling twists) of the armature's Motion in that pose, from its rest fit."""
+        relative = (deltas @ np.swapaxes(self.reference, -1, -2))[:, self.bones]
+        origin = np.broadcast_to(np.eye(3), (len(deltas), 1, 3, 3))
+        rotations = np.concatenate([origin, relative, relative], axis=1)  # origin, bones, their tails
+        motion = self.rest_motion
+        turned = np.einsum("tjab,jb->tja", rotations[:, np.maximum(motion.parents, 0)], motion.offsets)
+        globals_, _ = self.fit.transfer(rotations, self._chains @ turned)
+        poses = self.fit.poses(globals_)
         root = Z_UP_TO_Y_UP @ Rotation.from_rotvec(poses[:, :3]).as_matrix()
         return np.concatenate([Rotation.from_matrix(root).as_rotvec(), poses[:, 3:]], axis=1)
 
@@ -146,7 +157,7 @@ class ArmatureMap:
         joints among `joints` (indices; default all)."""
         zup = np.array(poses, dtype=np.float64)
         zup[:, :3] = Rotation.from_matrix(Z_UP_TO_Y_UP.T @ Rotation.from_rotvec(zup[:, :3]).as_matrix()).as_rotvec()
-        deltas = source_rotations(zup, self.rest_motion, self.joint_map)
+        deltas = source_rotations(zup, self.fit)
         chosen = set(range(NUM_JOINTS) if joints is None else np.asarray(joints).tolist())
         out = {}
         for name, bones in self.written.items():
@@ -154,41 +165,57 @@ class ArmatureMap:
                 out.update({b: deltas[self.armature.names[b]] @ self.reference[b] for b in bones})
         return out
 
-    def _motion(self, deltas: np.ndarray) -> Motion:
-        return replace(self.rest_motion, rotations=self.armature.motion(deltas, self.bones).rotations,
-                       root_translation=np.zeros((len(deltas), 3)))
-
 
 def bases_for(armature: ArmatureRest, current: np.ndarray, current_bases: dict[int, np.ndarray],
-              targets: dict[int, np.ndarray]) -> dict[int, np.ndarray]:
+              targets: dict[int, np.ndarray], expected: dict[int, np.ndarray] | None = None,
+              copies: dict[int, tuple] | None = None) -> dict[int, np.ndarray]:
     """Basis rotations (T, 3, 3) that give the bones in `targets` their target rotation deltas (T, 3, 3).
 
     current (B, 3, 3) or per frame (T, B, 3, 3): every bone's present rotation delta (evaluated); current_bases:
     the targeted bones' present bases ((T,) 3, 3). Each bone turns from where it is: its parent space is taken as
     evaluated now (so scaled or constrained parents, e.g. Rigify's stretchy tweaks, count as they are), moved with
-    its parent when that is written too. A bone not written keeps its place relative to its parent as it is now
-    (exact for plain FK bones; for constrained ones the best guess before the scene is evaluated again)."""
+    its parent as that parent will move. A bone not written is expected at its `expected` delta (the bones a
+    constraint turns after written ones, e.g. Rigify's ORG bones), or else turns as its parent does, then towards
+    the bones it copies the rotation of: copies {bone: ((bone copied, influence), ...)} in constraint order
+    (Rigify's neck control hangs from a bone that turns half with the chest, half with the torso). Exact for plain
+    FK bones; for constrained ones the best guess before the scene is evaluated again."""
     current = np.asarray(current)[None] if np.ndim(current) == 3 else np.asarray(current)  # (T or 1, B, 3, 3)
+    expected, copies = expected or {}, copies or {}
     turn = lambda a: np.swapaxes(a, -1, -2)  # noqa: E731
     memo: dict[int, np.ndarray] = {}
 
+    def turned(b: int) -> np.ndarray:  # how bone b turns in armature space, (T or 1, 3, 3)
+        return posed(b) @ turn(current[:, b]) if b >= 0 else np.eye(3)[None]
+
     def posed(b: int) -> np.ndarray:
         if b not in memo:
-            p = armature.parents[b]
+            memo[b] = current[:, b]  # stands for itself within a cycle of copies (a dependency cycle in the rig)
             if b in targets:
                 memo[b] = targets[b]
-            elif p < 0:
-                memo[b] = current[:, b]
+            elif b in expected:
+                memo[b] = expected[b]
             else:
-                memo[b] = posed(p) @ turn(current[:, p]) @ current[:, b]
+                rotation = turned(armature.parents[b])
+                for copied, influence in copies.get(b, ()):
+                    rotation = _towards(rotation, turned(copied), influence)
+                memo[b] = rotation @ current[:, b]
         return memo[b]
 
     out = {}
     for b in sorted(targets):
-        p, rest = armature.parents[b], armature.rest[b]
-        parent_turn = posed(p) @ turn(current[:, p]) if p >= 0 else np.eye(3)[None]
-        out[b] = current_bases[b] @ rest.T @ turn(current[:, b]) @ turn(parent_turn) @ targets[b] @ rest
+        rest = armature.rest[b]
+        out[b] = current_bases[b] @ rest.T @ turn(current[:, b]) @ turn(turned(armature.parents[b])) @ targets[b] @ rest
     return out
+
+
+def _towards(a: np.ndarray, b: np.ndarray, fraction: float) -> np.ndarray:
+    """Rotations (..., 3, 3) `fraction` of the way from a to b (slerp, as a constraint's influence blends)."""
+    if fraction >= 1:
+        return np.broadcast_to(b, np.broadcast_shapes(a.shape, b.shape))
+    a, b = np.broadcast_arrays(a, b)
+    shape = a.shape
+    a, b = Rotation.from_matrix(a.reshape(-1, 3, 3)), Rotation.from_matrix(b.reshape(-1, 3, 3))
+    return (a * Rotation.from_rotvec((a.inv() * b).as_rotvec() * fraction)).as_matrix().reshape(shape)
 
 
 def posed_deltas(armature: ArmatureRest, bases: np.ndarray) -> np.ndarray:
@@ -199,3 +226,30 @@ def posed_deltas(armature: ArmatureRest, bases: np.ndarray) -> np.ndarray:
         local = rest @ bases[:, b] @ rest.T
         out[:, b] = local if p < 0 else out[:, p] @ local
     return out
+
+
+MAX_STEP = 4.0
+
+
+def pass_steps(errors: np.ndarray, previous: np.ndarray | None, steps: np.ndarray) -> np.ndarray:
+    """Step sizes (J,) for the next pass of writing a pose to a constraint-driven rig (mapped_rig.apply_pose).
+
+    errors, previous (J, 3): rotation vectors from each joint's pose as read to its goal, after the last pass and
+    before it; steps (J,): the step sizes the last pass took. A joint whose bone follows its written control only in
+    part (Rigify's spine takes half the control's twist: the error halves with each plain pass) kept its error's
+    direction and shrank it by a ratio r, so it follows with gain (1 - r) / step: its next step is step / (1 - r)
+    (a secant step), at most MAX_STEP. Any other joint takes a plain step (1)."""
+    if previous is None:
+        return np.ones(len(errors))
+    length = np.einsum("ja,ja->j", previous, previous)
+    ratio = np.einsum("ja,ja->j", errors, previous) / np.maximum(length, 1e-30)
+    across = np.linalg.norm(errors - ratio[:, None] * previous, axis=-1)
+    steady = (length > 0) & (ratio > 0) & (ratio < 1) & (across < 0.1 * np.linalg.norm(errors, axis=-1) + 1e-12)
+    return np.where(steady, np.minimum(steps / np.maximum(1 - ratio, 1e-12), MAX_STEP), 1.0)
+
+
+def stepped(achieved: np.ndarray, errors: np.ndarray, steps: np.ndarray) -> np.ndarray:
+    """Joint rotations (J, 3) `steps` times the `errors` (J, 3) beyond `achieved` (J, 3), rotation vectors
+    (errors in each joint's achieved frame: achieved * exp(error) is the goal)."""
+    turned = Rotation.from_rotvec(achieved) * Rotation.from_rotvec(errors * steps[:, None])
+    return turned.as_rotvec()

@@ -107,6 +107,40 @@ def test_clean_mocap_through_the_map(calls):
     assert rotation_errors_degrees(expected.reshape(4, -1), cleaned)[:, joints].max() < ROUND_TRIP_DEGREES
 
 
+def test_track_write_reuses_its_read_only_while_the_rig_is_unchanged(monkeypatch):
+    """Writing the frames read_track just read evaluates them once, not twice; after an edit in between (here the
+    spine's keys, under the written arms) the frames are evaluated again and the arms land where they should."""
+    ob = build_rig("mixamo")
+    rig = rig_bridge.find_rig(ob)
+    mask = posable(rig)
+    frames = np.arange(1, 5, dtype=float)
+    rig_bridge.key_track(rig, np.stack([mapped_pose(mask, s, 0.3) for s in range(4)]), np.flatnonzero(mask), frames)
+    evaluations = []
+    measure = mapped_rig._at_frames
+    monkeypatch.setattr(mapped_rig, "_at_frames", lambda *args: evaluations.append(1) or measure(*args))
+    arms = [JOINT_INDEX[n] for n in ("left_shoulder", "left_elbow", "right_shoulder", "right_elbow")]
+
+    def goals(track):
+        out = track.copy()
+        out[:, np.ravel([[3 * j, 3 * j + 1, 3 * j + 2] for j in arms])] += 0.1
+        return out
+
+    track = rig_bridge.read_track(rig, frames)
+    rig_bridge.update_track_keys(rig, goals(track), arms, frames)
+    assert len(evaluations) == 1
+    again = rig_bridge.find_rig(ob)  # a second rig object: its reads leave the first one's measurement alone
+    assert rotation_errors_degrees(goals(track), rig_bridge.read_track(again, frames))[:, arms].max() < 0.01
+
+    track = rig_bridge.read_track(rig, frames)
+    spine = np.stack([mapped_pose(mask, s, 0.5) for s in range(10, 14)])
+    rig_bridge.key_track(again, spine, [JOINT_INDEX["spine2"], JOINT_INDEX["spine3"]], frames)  # an edit
+    track = rig_bridge.read_track(again, frames)
+    evaluations.clear()
+    rig_bridge.update_track_keys(rig, goals(track), arms, frames)
+    assert len(evaluations) == 1  # the frames were evaluated again
+    assert rotation_errors_degrees(goals(track), rig_bridge.read_track(again, frames))[:, arms].max() < 0.01
+
+
 @pytest.mark.parametrize("name", ["ue4_mannequin", "mpfb_default"])
 def test_npz_import_and_export_through_the_map(tmp_path, name):
     ob = build_rig(name)

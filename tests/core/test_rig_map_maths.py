@@ -8,7 +8,7 @@ from scipy.spatial.transform import Rotation
 
 from dposerx_blender.core.errors import DPoserError
 from dposerx_blender.core.mocap.retarget import JointMap, detected_maps, load_joint_maps
-from dposerx_blender.core.rig_map import ArmatureMap, ArmatureRest, bases_for, posed_deltas
+from dposerx_blender.core.rig_map import ArmatureMap, ArmatureRest, bases_for, pass_steps, posed_deltas, stepped
 from dposerx_blender.core.skeleton import JOINT_INDEX
 from tests.rig_specs import TEST_RIGS, mapped_pose, preset_layout, rotation_errors_degrees
 
@@ -193,3 +193,55 @@ def test_refused_skeleton_says_how_to_add_a_map():
                     np.zeros((1, 3)), 30.0)
     with pytest.raises(DPoserError, match="no joint map recognises.*Joint maps are TOML files.*Rig Map"):
         detect_joint_map(motion)
+
+
+def test_bones_copying_a_rotation_turn_with_their_leader():
+    """A written bone hanging from a bone that copies another's rotation (Rigify's finger controls under the hand's
+    DEF bone, which copies the ORG hand) is placed for where that leader goes, in one write; taken as following
+    its own parent instead, it misses."""
+    rng = np.random.default_rng(4)
+    rest = Rotation.random(4, random_state=5).as_matrix()
+    zeros = np.zeros((4, 3))
+    # 0 root, 1 hand (child of root), 2 copy of 1's rotation (child of root), 3 finger (child of 2)
+    arm = ArmatureRest(("root", "hand", "copy", "finger"), np.array([-1, 0, 0, 2]), rest, zeros, zeros + 1)
+
+    def evaluated(bases):  # FK, then bone 2 copies bone 1's orientation (Copy Rotation in world space)
+        deltas = posed_deltas(arm, bases[None])[0]
+        deltas[2] = deltas[1] @ rest[1] @ rest[2].T
+        deltas[3] = deltas[2] @ rest[3] @ bases[3] @ rest[3].T
+        return deltas
+
+    bases = Rotation.random(4, random_state=6).as_matrix()
+    current = evaluated(bases)
+    targets = {b: Rotation.from_rotvec(rng.normal(size=3)).as_matrix()[None] for b in (1, 3)}
+    for copies, exact in (({2: ((1, 1.0),)}, True), (None, False)):
+        found = bases_for(arm, current, {b: bases[b][None] for b in targets}, targets, copies=copies)
+        written = bases.copy()
+        written[1], written[3] = found[1][0], found[3][0]
+        miss = np.degrees((Rotation.from_matrix(evaluated(written)[3]).inv()
+                           * Rotation.from_matrix(targets[3][0])).magnitude())
+        assert (miss < 1e-6) == exact
+
+
+def test_secant_steps_finish_a_half_following_joint():
+    """A joint that takes half of each correction (Rigify's spine twist) needs a step per halving with plain passes,
+    and two or three with pass_steps; a joint whose error turns elsewhere keeps plain steps."""
+    goal = np.array([[0.0, 0.4, 0.0], [0.3, 0.0, 0.1]])
+
+    def passes(secant):
+        achieved, previous, steps = np.zeros((2, 3)), None, np.ones(2)
+        for count in range(1, 40):
+            remaining = (Rotation.from_rotvec(achieved).inv() * Rotation.from_rotvec(goal)).as_rotvec()
+            if np.degrees(np.linalg.norm(remaining, axis=-1)).max() < 0.01:
+                return count - 1
+            steps = pass_steps(remaining, previous, steps) if secant else np.ones(2)
+            aimed = stepped(achieved, remaining, steps)
+            # joint 0 follows half of what it is told, joint 1 all of it
+            told = (Rotation.from_rotvec(achieved).inv() * Rotation.from_rotvec(aimed)).as_rotvec()
+            achieved = stepped(achieved, told, np.array([0.5, 1.0]))
+            previous = remaining
+        return count
+
+    assert passes(secant=False) >= 10 and passes(secant=True) <= 3
+    turning = pass_steps(np.array([[0.0, 0.1, 0.0]]), np.array([[0.2, 0.0, 0.0]]), np.ones(1))
+    assert turning.tolist() == [1.0]

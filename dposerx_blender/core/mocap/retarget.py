@@ -325,9 +325,11 @@ class _SourcePoints:
         return target / source
 
 
-def source_frame(motion: Motion, joint_map: JointMap) -> np.ndarray:
-    """(3, 3) rotation from the source's axes to SMPL-X's canonical ones, from its rest pose (see _SourcePoints)."""
-    return _SourcePoints(motion.slice(0, 1), joint_map).frame
+def rest_fit(motion: Motion, joint_map: JointMap) -> RestFit:
+    """The source's `RestFit`, from its rest pose (after the map's `rest_frame` re-basing)."""
+    if joint_map.rest_frame is not None:
+        motion = motion.rebased(joint_map.rest_frame)
+    return RestFit.of(_SourcePoints(motion.slice(0, 1), joint_map))
 
 
 def joint_source(entry, twist: bool) -> str:
@@ -368,6 +370,90 @@ def _smplx_rest_direction(name: str, aim_spec) -> np.ndarray:
     return _smplx_rest_point(name, targets) - REST_JOINTS[JOINT_INDEX[origin]]
 
 
+@dataclass(frozen=True)
+class RestFit:
+    """What retargeting takes from a source's rest pose and its joint map alone (steps 1-2 of the module
+    docstring), fitted once per skeleton: core.rig_map converts an armature's poses many times in one job.
+
+    Aimed joints (the `driven` ones) are batched: their segments' ends are fixed blends of the source's joints
+    (`starts`, `ends`: (J, source joints) weights)."""
+
+    joint_map: JointMap
+    frame: np.ndarray  # (3, 3) source axes -> SMPL-X canonical
+    aligns: np.ndarray  # (55, 3, 3) R_align
+    rest_mismatch: np.ndarray  # (55,) degrees
+    calibration: np.ndarray  # (55, 3, 3) the map's calibration
+    driven: np.ndarray  # (55,) bool: joints that aim at a segment of the source
+    follows: np.ndarray  # (55,) the joint itself when driven, else its nearest driven ancestor
+    sources: np.ndarray  # (J,) source joint whose rotation each driven joint takes
+    starts: np.ndarray  # (J, source joints) weights of the driven joints' segment starts
+    ends: np.ndarray  # (J, source joints) and ends
+    rest_dirs: np.ndarray  # (J, 3) SMPL-X rest directions of the driven joints' segments
+    rest_lengths: np.ndarray  # (J,) source rest segment lengths
+
+    @classmethod
+    def of(cls, points: "_SourcePoints") -> "RestFit":
+        joint_map, motion = points.map, points.motion
+        aligns, rest_mismatch = rest_alignments(points)
+        driven = np.array([joint_map.aim(name) is not None for name in JOINT_NAMES])
+        follows = np.arange(NUM_JOINTS)
+        for j, p in enumerate(PARENTS):
+            if not driven[j]:
+                follows[j] = follows[p]  # the pelvis is always driven (required)
+        aimed = [JOINT_NAMES[j] for j in np.flatnonzero(driven)]
+        weights = np.zeros((2, len(aimed), len(motion.joint_names)))
+
+        def add(row, k, entry, share):
+            if isinstance(entry, dict) and "between" in entry:
+                for name, w in zip(entry["between"], (1 - entry["at"], entry["at"])):
+                    weights[row, k, motion.index(name)] += share * w
+            else:
+                weights[row, k, motion.index(joint_source(entry, twist=False))] += share
+
+        for k, name in enumerate(aimed):
+            origin, targets = joint_map.aim(name)
+            add(0, k, joint_map.joints[origin], 1.0)
+            for target in targets:
+                add(1, k, joint_map.joints[target], 1 / len(targets))
+            if not targets:
+                add(1, k, joint_map.tips[name], 1.0)
+        rest = points.rest @ points.frame.T
+        rest_lengths = np.linalg.norm((weights[1] - weights[0]) @ rest, axis=-1)
+        return cls(joint_map, points.frame, aligns, rest_mismatch, calibration_matrices(joint_map.calibration),
+                   driven, follows,
+                   np.array([motion.index(joint_source(joint_map.joints[n], twist=True)) for n in aimed]),
+                   weights[0], weights[1],
+                   np.array([_smplx_rest_direction(n, joint_map.aim(n)) for n in aimed]), rest_lengths)
+
+    def transfer(self, rotations: np.ndarray, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Global rotations (T, 55, 3, 3) of SMPL-X's joints, calibrated (not-driven joints: their driven
+        ancestor's, before calibration), and (T, 55) transfer errors (degrees, NaN where not driven), from the
+        source's global rotation deltas (T, source joints, 3, 3) and positions (T, source joints, 3) in its
+        own axes: steps 2-3 of the module docstring."""
+        n_frames = len(rotations)
+        reference = self.frame @ rotations[:, self.sources] @ self.frame.T @ self.aligns[self.driven]
+        posed_dir = (self.ends - self.starts) @ positions @ self.frame.T
+        carried = np.einsum("tjab,jb->tja", reference, self.rest_dirs)  # plain global-rotation transfer
+        # Degenerate source segments (coincident joints) keep the reference: nothing to aim at.
+        degenerate = np.linalg.norm(posed_dir, axis=-1) < 1e-6 * self.rest_lengths
+        posed_dir = np.where(degenerate[..., None], carried, posed_dir)
+        transfer_errors = np.full((n_frames, NUM_JOINTS), np.nan)
+        transfer_errors[:, self.driven] = angle_between(carried, posed_dir)
+        aimed = aim(reference.reshape(-1, 3, 3), np.broadcast_to(self.rest_dirs, posed_dir.shape).reshape(-1, 3),
+                    posed_dir.reshape(-1, 3))
+        globals_ = np.empty((n_frames, NUM_JOINTS, 3, 3))
+        globals_[:, self.driven] = aimed.reshape(n_frames, -1, 3, 3)
+        return globals_[:, self.follows] @ self.calibration, transfer_errors
+
+    def poses(self, globals_: np.ndarray) -> np.ndarray:
+        """Global rotations (T, 55, 3, 3) -> poses (T, 165), not-driven joints turned as their parents, the global
+        orientation in AMASS's Z-up world."""
+        globals_ = globals_[:, self.follows]
+        locals_ = np.swapaxes(globals_[:, np.maximum(PARENTS, 0)], -1, -2) @ globals_
+        locals_[:, 0] = Z_UP_TO_Y_UP.T @ globals_[:, 0]  # SMPL-X canonical -> AMASS world
+        return Rotation.from_matrix(locals_.reshape(-1, 3, 3)).as_rotvec().reshape(len(globals_), 3 * NUM_JOINTS)
+
+
 def retarget(motion: Motion, joint_map: JointMap, settle_twists: bool = True) -> Retargeted:
     """Retarget `motion` onto SMPL-X with `joint_map` (see the module docstring), then apply the map's calibration
     and, with `settle_twists`, settle the limbs' twist on this take (calibration.py). Reading a user's armature
@@ -375,51 +461,19 @@ def retarget(motion: Motion, joint_map: JointMap, settle_twists: bool = True) ->
     if joint_map.rest_frame is not None:
         motion = motion.rebased(joint_map.rest_frame)
     points = _SourcePoints(motion, joint_map)
-    n_frames = motion.num_frames
-    identity = np.broadcast_to(np.eye(3), (n_frames, 3, 3))
-    globals_ = np.empty((n_frames, NUM_JOINTS, 3, 3))
-    aligns, rest_mismatch = rest_alignments(points)
-    driven = np.zeros(NUM_JOINTS, bool)
-    errors = np.full((n_frames, NUM_JOINTS), np.nan)
-    transfer_errors = np.full((n_frames, NUM_JOINTS), np.nan)
-    for j, name in enumerate(JOINT_NAMES):
-        parent_global = identity if PARENTS[j] < 0 else globals_[:, PARENTS[j]]
-        aim_spec = joint_map.aim(name)
-        if aim_spec is None:
-            globals_[:, j] = parent_global  # absent, or a leaf without an end: follows its parent
-            continue
-        driven[j] = True
-        rest_dir = _smplx_rest_direction(name, aim_spec)
-        segment = _source_segment(name, aim_spec, points, posed=True)
-        source_rest_start, source_rest_end = _source_segment(name, aim_spec, points, posed=False)
-        reference = points.rotation(name) @ aligns[j]
-        posed_dir = segment[1] - segment[0]
-        # Degenerate source segments (coincident joints) keep the reference: nothing to aim at.
-        degenerate = np.linalg.norm(posed_dir, axis=-1) < 1e-6 * np.linalg.norm(source_rest_end - source_rest_start)
-        posed_dir = np.where(degenerate[:, None], reference @ rest_dir, posed_dir)
-        transfer_errors[:, j] = angle_between(reference @ rest_dir, posed_dir)
-        globals_[:, j] = aim(reference, rest_dir, posed_dir)
-    calibration = calibration_matrices(joint_map.calibration)
-    globals_ = globals_ @ calibration
+    fit = RestFit.of(points)
+    globals_, transfer_errors = fit.transfer(points.rotations, points.posed)
     twists = settle_hinges(globals_) if settle_twists else {}
-    for j, p in enumerate(PARENTS):
-        if not driven[j] and p >= 0:
-            globals_[:, j] = globals_[:, p]
-    locals_ = globals_.copy()
-    for j, p in enumerate(PARENTS):
-        if p >= 0:
-            locals_[:, j] = np.swapaxes(globals_[:, p], -1, -2) @ globals_[:, j]
-    locals_[:, 0] = Z_UP_TO_Y_UP.T @ globals_[:, 0]  # SMPL-X canonical -> AMASS world
-    poses = Rotation.from_matrix(locals_.reshape(-1, 3, 3)).as_rotvec().reshape(n_frames, 3 * NUM_JOINTS)
-    errors[:], joints = _direction_errors(poses, points, calibration)
+    poses = fit.poses(globals_)
+    errors, joints = _direction_errors(poses, points, fit.calibration)
     scale = points.scale()
     trans = scale * points.posed_point("pelvis") @ Z_UP_TO_Y_UP
-    frames = np.linspace(0, n_frames - 1, min(n_frames, 4)).astype(int)
+    frames = np.linspace(0, motion.num_frames - 1, min(motion.num_frames, 4)).astype(int)
     source = scale * points.posed[frames] @ points.frame.T
     preview = {"source": source - scale * points.posed_point("pelvis")[frames, None],
                "source_parents": motion.parents, "smplx": joints[frames] - joints[frames, :1], "frames": frames}
-    return Retargeted(poses, trans, motion.fps, driven, errors, transfer_errors, rest_mismatch, preview, motion.name,
-                      joint_map.name, twists)
+    return Retargeted(poses, trans, motion.fps, fit.driven, errors, transfer_errors, fit.rest_mismatch, preview,
+                      motion.name, joint_map.name, twists)
 
 
 def _direction_errors(poses: np.ndarray, points: _SourcePoints, calibration: np.ndarray):
@@ -461,17 +515,12 @@ def written_joints(joint_map: JointMap) -> dict[str, tuple[str, ...]]:
     return out
 
 
-def source_rotations(poses: np.ndarray, motion: Motion, joint_map: JointMap) -> dict[str, np.ndarray]:
+def source_rotations(poses: np.ndarray, fit: RestFit) -> dict[str, np.ndarray]:
     """The inverse of retargeting's transfer (steps 1-2 and the map's calibration; not the per-take twist settling):
     source joint -> (T, 3, 3) global rotation delta in the source's axes that makes `retarget(...,
     settle_twists=False)` read `poses` (T, 165, global orientation in AMASS's Z-up world) back, for every joint of
-    `written_joints`. Only the motion's rest pose is used. A twist bone gets its segment's whole rotation, so
+    `written_joints`, with `fit` the source's (`rest_fit`). A twist bone gets its segment's whole rotation, so
     relative to its bone it turns by nothing."""
-    if joint_map.rest_frame is not None:
-        motion = motion.rebased(joint_map.rest_frame)
-    points = _SourcePoints(motion.slice(0, 1), joint_map)
-    aligns, _ = rest_alignments(points)
-    calibration = calibration_matrices(joint_map.calibration)
     local = Rotation.from_rotvec(poses.reshape(-1, 3)).as_matrix().reshape(len(poses), NUM_JOINTS, 3, 3)
     local[:, 0] = Z_UP_TO_Y_UP @ local[:, 0]  # AMASS world -> SMPL-X canonical
     globals_ = local.copy()
@@ -479,8 +528,8 @@ def source_rotations(poses: np.ndarray, motion: Motion, joint_map: JointMap) -> 
         if p >= 0:
             globals_[:, j] = globals_[:, p] @ local[:, j]
     out = {}
-    for name, sources in written_joints(joint_map).items():
+    for name, sources in written_joints(fit.joint_map).items():
         j = JOINT_INDEX[name]
-        delta = points.frame.T @ globals_[:, j] @ calibration[j].T @ aligns[j].T @ points.frame
+        delta = fit.frame.T @ globals_[:, j] @ fit.calibration[j].T @ fit.aligns[j].T @ fit.frame
         out.update({source: delta for source in sources})
     return out
