@@ -6,7 +6,13 @@ with iteratively reweighted data weights (Tukey's bisquare, as in Garcia 2010, "
 data in one and higher dimensions with missing values"):
 
 - the noise level is measured on the track itself: a robust (MAD) scale of the high-pass residual, per joint;
-- the smoothing weight is chosen per joint by Stein's unbiased risk estimate (SURE) for that noise level, so
+- slow noise (drift, 1-4 Hz: soft tissue, a sliding marker) looks like motion to a high-pass residual; it is
+  measured, band by band (`DRIFT_BANDS_HZ`), as the power the body joints' rotations have there beyond the
+  white noise's share and beyond what real motion with the same power below 1 Hz has there
+  (`MOTION_BAND_RATIO`, measured on the training takes), pooled over the body (the median over the joints'
+  axes, so a few joints in genuinely fast motion, a kick or a jump, do not count), glitches set aside;
+- the smoothing weight is chosen per joint by Stein's unbiased risk estimate (SURE) for that noise (white
+  plus drift, each with its own spectrum), so
   clean joints are barely touched and noisy ones get as much smoothing as their noise needs; a last pass
   smooths each rotation-vector axis about the joint's mean on its own (a hinge's flexion moves, its other axes
   mostly carry noise);
@@ -28,7 +34,10 @@ from typing import Callable
 import numpy as np
 from scipy.linalg import solveh_banded
 from scipy.ndimage import median_filter
+from scipy.signal import periodogram
 from scipy.spatial.transform import Rotation
+
+from .skeleton import BODY_JOINTS
 
 ORDER = 2                      # penalised difference order: 2 = least acceleration (a cubic smoothing spline)
 NOISE_ORDER = 4                # differences the noise is measured on (white noise passes, motion hardly)
@@ -41,6 +50,39 @@ CLEAN_DEG = (1.0, 2.0)         # measured noise (RMS angle): below the first, go
                                # above the second fully smoothed, blended in between (clean capture stays put)
 MOVING_DEG = 0.05              # a joint that never turns more than this from its first frame is left alone
 WINDOW, OVERLAP = 1024, 64     # frames per window for long tracks, and the cross-fade between windows
+DRIFT_BANDS_HZ = (1.0, 4.0)     # edges of the slow-noise band(s): below lies most of the motion (the
+                               # reference), above the white noise dominates
+DRIFT_MIN_SECONDS = 4.0        # shorter tracks hold too few of their own slow cycles to tell drift from motion
+# Per drift band, body joint (BODY_JOINTS order) and axis of its rotation vector about its mean rotation: the power
+# of real motion there relative to its power below the first band, its MOTION_BAND_QUANTILE over the training
+# takes (python -m training.motion_spectrum prints this table).
+MOTION_BAND_QUANTILE = 0.85
+# (117 training pieces, 23727 frames; quantile 0.85)
+MOTION_BAND_RATIO = np.array([
+    [  # 1-4 Hz
+        [0.198, 0.842, 0.298],
+        [0.198, 0.842, 0.298],
+        [0.573, 0.177, 0.35],
+        [0.734, 0.734, 0.89],
+        [0.734, 0.734, 0.89],
+        [0.72, 0.136, 0.268],
+        [1.09, 0.812, 1.05],
+        [1.09, 0.812, 1.05],
+        [0.226, 0.116, 0.2],
+        [0.617, 0.646, 0.646],
+        [0.617, 0.646, 0.646],
+        [0.157, 0.155, 0.361],
+        [0.014, 0.0169, 0.0246],
+        [0.0118, 0.014, 0.0219],
+        [0.154, 0.16, 0.206],
+        [0.425, 0.168, 0.346],
+        [0.425, 0.168, 0.346],
+        [0.565, 0.462, 0.457],
+        [0.531, 0.462, 0.457],
+        [1.13, 0.98, 1.46],
+        [1.13, 0.98, 1.46],
+    ],
+])
 Progress = Callable[[int, int], None]
 
 
@@ -76,12 +118,14 @@ def whittaker(y: np.ndarray, weights: np.ndarray, lam: float, band: np.ndarray) 
     return solveh_banded(system, weights[:, None] * y, check_finite=False)
 
 
-def _trace(frames: int, lam: np.ndarray, order: int = ORDER) -> np.ndarray:
+def _trace(frames: int, lam: np.ndarray, band: tuple[float, float] = (0.0, 1.0), order: int = ORDER) -> np.ndarray:
     """Degrees of freedom (trace of the hat matrix) of the unweighted smoother, from its frequency response
-    (the circulant approximation; exact up to the ends of the track)."""
-    omega = np.pi * np.arange(frames) / frames
-    response = (2 - 2 * np.cos(omega)) ** order
-    return (1.0 / (1.0 + lam[:, None] * response[None])).sum(1)
+    (the circulant approximation; exact up to the ends of the track). band (fractions of the Nyquist frequency):
+    the trace seen by noise whose power lies evenly in that band (frames times the mean gain over it)."""
+    fraction = np.arange(frames) / frames
+    inside = (fraction >= band[0]) & (fraction <= band[1])
+    response = (2 - 2 * np.cos(np.pi * fraction[inside])) ** order
+    return frames * (1.0 / (1.0 + lam[:, None] * response[None])).mean(1)
 
 
 def cutoff_hz(lam: float, fps: float, order: int = ORDER) -> float:
@@ -107,6 +151,49 @@ def _noise_power(y: np.ndarray, good: np.ndarray) -> float:
 
 
 _CHI2_6_MEDIAN_RATIO = 5.348 / 6  # median / mean of a chi-square with 6 degrees of freedom
+
+
+def band_powers(tangent: np.ndarray, fps: float) -> np.ndarray:
+    """(T, C) rotation-vector channels -> (len(DRIFT_BANDS_HZ), C): each channel's power (variance) below the
+    first edge (DC excluded), then in each band between edges (Hann-windowed periodogram)."""
+    freqs, density = periodogram(tangent, fs=fps, window="hann", detrend="constant", axis=0)
+    edges = (0.0,) + DRIFT_BANDS_HZ
+    return np.stack([density[(freqs > lo) & (freqs <= hi)].sum(0) for lo, hi in zip(edges[:-1], edges[1:])]) \
+        * (freqs[1] - freqs[0])
+
+
+def _white_powers(tangent: np.ndarray, good: np.ndarray | None = None) -> np.ndarray:
+    """(T, C) -> (C,) white-noise variance per channel from the NOISE_ORDER-th differences (robust scale) of the
+    good frames (T,) bool (default: all)."""
+    diffs = np.diff(tangent, n=NOISE_ORDER, axis=0)
+    if good is not None:
+        diffs = diffs[np.convolve(good.astype(float), np.ones(NOISE_ORDER + 1), "valid") == NOISE_ORDER + 1]
+    return np.array([_robust_scale(d) ** 2 for d in diffs.T]) / comb(2 * NOISE_ORDER, NOISE_ORDER)
+
+
+def _about_mean(axis_angle: np.ndarray) -> np.ndarray:
+    """(T, 3) one joint -> (T, 3) its rotation vectors relative to its mean rotation."""
+    rotations = Rotation.from_rotvec(axis_angle)
+    return (rotations.mean().inv() * rotations).as_rotvec()
+
+
+def drift_power(tangents: dict[int, np.ndarray], fps: float) -> np.ndarray:
+    """Variance per rotation-vector axis of slow noise in each of the DRIFT_BANDS_HZ, (bands,), from the body
+    joints' rotation vectors about their mean {joint: (T, 3)} (glitches replaced): the median over the joints' axes
+    of the band's power beyond the white noise's share and beyond what real motion with the axis's own power
+    below the bands has there (MOTION_BAND_RATIO). Zeros for tracks under DRIFT_MIN_SECONDS."""
+    body = [j for j in tangents if j in BODY_JOINTS]
+    bands = np.zeros(len(DRIFT_BANDS_HZ) - 1)
+    if not body or len(tangents[body[0]]) < DRIFT_MIN_SECONDS * fps:
+        return bands
+    tangent = np.concatenate([tangents[j] for j in body], 1)
+    powers = band_powers(tangent, fps)
+    white = _white_powers(tangent)
+    widths = np.diff((0.0,) + DRIFT_BANDS_HZ)[:, None] / (fps / 2)  # each band's share of white noise
+    below = np.maximum(powers[0] - white * widths[0], 0.0)
+    ratio = MOTION_BAND_RATIO[:, [BODY_JOINTS.index(j) for j in body]].reshape(len(bands), -1)
+    excess = powers[1:] - white * widths[1:] - ratio * below
+    return np.maximum(np.median(excess, axis=1), 0.0)
 
 
 def _bisquare(residual: np.ndarray, scale: float) -> np.ndarray:
@@ -154,10 +241,10 @@ def _first_pass(matrices: np.ndarray, missing: np.ndarray) -> tuple[np.ndarray, 
     return residual, _noise_power(matrices, ~missing & (residual < _threshold(residual, missing, 0.0)))
 
 
-def _clean_joint(matrices: np.ndarray, missing: np.ndarray, power: float, strength: float, band: np.ndarray
-                 ) -> tuple[np.ndarray, np.ndarray, float]:
-    """matrices (T, 9) of one joint, missing (T,) bool, its noise power -> (smoothed (T, 9), rejected (T,),
-    lambda)."""
+def _clean_joint(matrices: np.ndarray, missing: np.ndarray, power: float, drift: np.ndarray, strength: float,
+                 band: np.ndarray, fps: float) -> tuple[np.ndarray, np.ndarray, float]:
+    """matrices (T, 9) of one joint, missing (T,) bool, its white noise power and drift variances per axis and band ->
+    (smoothed (T, 9), rejected (T,), lambda)."""
     present = (~missing).astype(float)
     residual, _ = _first_pass(matrices, missing)
     weights = present * _bisquare(residual, _threshold(residual, missing, power))
@@ -167,11 +254,11 @@ def _clean_joint(matrices: np.ndarray, missing: np.ndarray, power: float, streng
         fit = whittaker(matrices, weights, lam, band)
         residual = np.linalg.norm(matrices - fit, axis=1)
         weights = present * _bisquare(residual, _threshold(residual, missing, power))
-    fit, lam = _per_axis(matrices, fit, weights, strength, band)
+    fit, lam = _per_axis(matrices, fit, weights, drift, strength, band, fps)
     return fit, weights == 0, lam
 
 
-def _per_axis(matrices, fit, weights, strength, band):
+def _per_axis(matrices, fit, weights, drift, strength, band, fps):
     """Refine: smooth the three rotation-vector components about the joint's mean rotation, each with its own
     noise and smoothing (a hinge's flexion moves fast, its other axes carry only noise)."""
     frames = len(matrices)
@@ -179,10 +266,8 @@ def _per_axis(matrices, fit, weights, strength, band):
     good = weights > 0
     filled = np.where(good[:, None], matrices, fit).reshape(frames, 3, 3)
     tangent = (mean.inv() * Rotation.from_matrix(filled)).as_rotvec()
-    diffs = np.diff(tangent, n=NOISE_ORDER, axis=0)
-    valid = np.convolve(good.astype(float), np.ones(NOISE_ORDER + 1), "valid") == NOISE_ORDER + 1
-    powers = np.array([_robust_scale(d[valid]) ** 2 for d in diffs.T]) / comb(2 * NOISE_ORDER, NOISE_ORDER)
-    lams = _sure_lambdas(tangent, weights, powers, band) * strength ** (2 * ORDER)
+    lams = _sure_lambdas(tangent, weights, _white_powers(tangent, good), band, drift=(drift, fps)) \
+        * strength ** (2 * ORDER)
     out = np.stack([whittaker(tangent[:, c:c + 1], weights, lam, band)[:, 0] for c, lam in enumerate(lams)], 1)
     return (mean * Rotation.from_rotvec(out)).as_matrix().reshape(frames, 9), float(np.median(lams))
 
@@ -201,27 +286,34 @@ def _chord(degrees: float) -> float:
 
 
 def _sure_lambdas(y: np.ndarray, weights: np.ndarray, powers: np.ndarray, band: np.ndarray,
-                  joint: bool = False) -> np.ndarray:
+                  joint: bool = False, drift: tuple[np.ndarray, float] | None = None) -> np.ndarray:
     """Per channel of y (T, C), the smoothing weight minimising Stein's unbiased risk estimate on the weighted
-    frames, for noise powers (C,); joint: one weight for all channels, `powers` (1,) their summed noise.
-    Coarse to fine: decades over LAMBDAS, then quarter decades around each channel's best."""
+    frames, for white noise powers (C,) plus drift = (variance per channel in each DRIFT_BANDS_HZ band, spread
+    evenly over it, fps); joint: one
+    weight for all channels, `powers` (1,) their summed white noise. Risk = RSS - sum over the noise's spectrum of
+    (1 - 2 gain) (the frequency-domain SURE; for white noise the familiar RSS - sigma^2 (n - 2 df)). Coarse to
+    fine: decades over LAMBDAS, then quarter decades around each channel's best."""
     channels = 1 if joint else y.shape[1]
     used = weights > 0
+    variances, fps = drift if drift is not None else (np.zeros(0), 1.0)
+    edges = np.array(DRIFT_BANDS_HZ) / (fps / 2)
 
     def risks(lams: np.ndarray) -> np.ndarray:  # (len(lams), channels)
         dof = _trace(len(y), lams) * used.mean()
+        drift_term = sum(v * (used.sum() - 2 * _trace(len(y), lams, (lo, hi)) * used.mean())
+                         for v, lo, hi in zip(variances, edges[:-1], edges[1:]) if v > 0)
         out = []
-        for lam, df in zip(lams, dof):
+        for k, (lam, df) in enumerate(zip(lams, dof)):
             squared = weights[:, None] * (y - whittaker(y, weights, lam, band)) ** 2
             rss = squared.sum()[None] if joint else squared.sum(0)
-            out.append(rss - powers * (used.sum() - 2 * df))
+            out.append(rss - powers * (used.sum() - 2 * df) - (drift_term[k] if np.ndim(drift_term) else 0.0))
         return np.array(out)
 
     coarse = LAMBDAS[::4]
     best = coarse[np.argmin(risks(coarse), axis=0)]
     chosen = np.empty(channels)
     for c in range(channels):
-        if powers[c] <= 0:
+        if powers[c] <= 0 and not np.any(variances > 0):
             chosen[c] = LAMBDAS[0]
             continue
         fine = best[c] * 10.0 ** np.array([-0.5, -0.25, 0.0, 0.25, 0.5])
@@ -244,18 +336,26 @@ def clean_track(poses: np.ndarray, joints, fps: float = 30.0, strength: float = 
     if strength <= 0:
         return Cleaning(poses.copy(), rejected, noise, cutoff)
     moving = [j for j in joints if _max_turn(by_joint[:, j]) > np.radians(MOVING_DEG)]
+    missing, matrices, power, tangents = {}, {}, {}, {}
+    for j in moving:  # one noise level per joint for the whole track: windows agree
+        missing[j] = frozen_frames(by_joint[:, j])
+        matrices[j] = Rotation.from_rotvec(by_joint[:, j]).as_matrix().reshape(frames, 9)
+        residual, power[j] = _first_pass(matrices[j], missing[j])
+        good = ~missing[j] & (residual < _threshold(residual, missing[j], power[j]))
+        if j in BODY_JOINTS and good.any():  # glitches and frozen frames bridged, for the drift's spectrum
+            tangent = _about_mean(by_joint[:, j])
+            tangents[j] = np.stack([np.interp(np.arange(frames), np.flatnonzero(good), c[good]) for c in tangent.T], 1)
+    drift = drift_power(tangents, fps)
     windows = _windows(frames, window, overlap)
     total, done = max(1, len(moving) * len(windows)), 0
     for j in moving:
-        missing = frozen_frames(by_joint[:, j])
-        matrices = Rotation.from_rotvec(by_joint[:, j]).as_matrix().reshape(frames, 9)
-        blended = np.zeros_like(matrices)
+        joint_drift = drift if j in BODY_JOINTS else np.zeros_like(drift)
+        blended = np.zeros_like(matrices[j])
         weight_sum = np.zeros(frames)
         lams = []
-        power = _first_pass(matrices, missing)[1]  # one noise level for the whole track: windows agree
         for start, stop in windows:
-            fit, bad, lam = _clean_joint(matrices[start:stop], missing[start:stop], power, strength,
-                                         _penalty_band(stop - start))
+            fit, bad, lam = _clean_joint(matrices[j][start:stop], missing[j][start:stop], power[j], joint_drift,
+                                         strength, _penalty_band(stop - start), fps)
             ramp = _ramp(start, stop, frames, overlap)
             blended[start:stop] += ramp[:, None] * fit
             weight_sum[start:stop] += ramp
@@ -264,11 +364,12 @@ def clean_track(poses: np.ndarray, joints, fps: float = 30.0, strength: float = 
             done += 1
             if progress is not None:
                 progress(done, total)
-        noise[j] = np.degrees(np.sqrt(power / 2))  # |R - R'|_F^2 ~ 2 angle^2
+        # |R - R'|_F^2 ~ 2 angle^2; the drift's angle^2 is its variance on each of the 3 axes
+        noise[j] = np.degrees(np.sqrt(power[j] / 2 + 3 * joint_drift.sum()))
         share = np.clip((noise[j] - CLEAN_DEG[0]) / (CLEAN_DEG[1] - CLEAN_DEG[0]), 0.0, 1.0)
         smooth = np.where(rejected[:, j], 1.0, share)[:, None]
         fitted = smooth[:, 0] > 0
-        mixed = (1 - smooth) * matrices + smooth * blended / weight_sum[:, None]
+        mixed = (1 - smooth) * matrices[j] + smooth * blended / weight_sum[:, None]
         out[fitted, j] = Rotation.from_matrix(mixed[fitted].reshape(-1, 3, 3)).as_rotvec()
         cutoff[j] = cutoff_hz(float(np.median(lams)), fps)
     return Cleaning(out.reshape(poses.shape), rejected, noise, cutoff)
