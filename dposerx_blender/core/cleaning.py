@@ -6,16 +6,15 @@ with iteratively reweighted data weights (Tukey's bisquare, as in Garcia 2010, "
 data in one and higher dimensions with missing values"):
 
 - the noise level is measured on the track itself: a robust (MAD) scale of the high-pass residual, per joint;
-- slow noise (drift, 1-4 Hz: soft tissue, a sliding marker) looks like motion to a high-pass residual; it is
-  measured, band by band (`DRIFT_BANDS_HZ`), as the power the body joints' rotations have there beyond the
-  white noise's share and beyond what real motion with the same power below 1 Hz has there
-  (`MOTION_BAND_RATIO`, measured on the training takes), pooled over the body (the median over the joints'
-  axes, so a few joints in genuinely fast motion, a kick or a jump, do not count), glitches set aside;
+- slow noise (drift, `DRIFT_BAND_HZ`: soft tissue, a sliding marker) looks like motion to a high-pass residual,
+  and real motion has power there too; but motion is uneven over the body (at any time, some joints or axes
+  hardly move: a collar, a knee's sideways axes), while such noise lies on every joint. So the drift is read as
+  the floor of the body's in-band power: a low quantile over the body joints' rotation axes of their power in
+  the band beyond the white noise's share, glitches bridged;
 - the smoothing weight is chosen per joint by Stein's unbiased risk estimate (SURE) for that noise (white
-  plus drift, each with its own spectrum), so
-  clean joints are barely touched and noisy ones get as much smoothing as their noise needs; a last pass
-  smooths each rotation-vector axis about the joint's mean on its own (a hinge's flexion moves, its other axes
-  mostly carry noise);
+  plus drift, each with its own spectrum), so clean joints are barely touched and noisy ones get as much
+  smoothing as their noise needs; a last pass smooths each rotation-vector axis about the joint's mean on its
+  own (a hinge's flexion moves, its other axes mostly carry noise);
 - glitches (spins, twist flips, swapped or reversed limbs) get weight 0 and are re-filled from their
   neighbours instead of being smeared; frozen frames (a joint repeating its exact value while it was moving:
   a capture dropout) are treated as missing;
@@ -35,6 +34,7 @@ import numpy as np
 from scipy.linalg import solveh_banded
 from scipy.ndimage import median_filter
 from scipy.signal import periodogram
+from scipy.stats import chi2
 from scipy.spatial.transform import Rotation
 
 from .skeleton import BODY_JOINTS
@@ -50,39 +50,12 @@ CLEAN_DEG = (1.0, 2.0)         # measured noise (RMS angle): below the first, go
                                # above the second fully smoothed, blended in between (clean capture stays put)
 MOVING_DEG = 0.05              # a joint that never turns more than this from its first frame is left alone
 WINDOW, OVERLAP = 1024, 64     # frames per window for long tracks, and the cross-fade between windows
-DRIFT_BANDS_HZ = (1.0, 4.0)     # edges of the slow-noise band(s): below lies most of the motion (the
-                               # reference), above the white noise dominates
-DRIFT_MIN_SECONDS = 4.0        # shorter tracks hold too few of their own slow cycles to tell drift from motion
-# Per drift band, body joint (BODY_JOINTS order) and axis of its rotation vector about its mean rotation: the power
-# of real motion there relative to its power below the first band, its MOTION_BAND_QUANTILE over the training
-# takes (python -m training.motion_spectrum prints this table).
-MOTION_BAND_QUANTILE = 0.85
-# (117 training pieces, 23727 frames; quantile 0.85)
-MOTION_BAND_RATIO = np.array([
-    [  # 1-4 Hz
-        [0.198, 0.842, 0.298],
-        [0.198, 0.842, 0.298],
-        [0.573, 0.177, 0.35],
-        [0.734, 0.734, 0.89],
-        [0.734, 0.734, 0.89],
-        [0.72, 0.136, 0.268],
-        [1.09, 0.812, 1.05],
-        [1.09, 0.812, 1.05],
-        [0.226, 0.116, 0.2],
-        [0.617, 0.646, 0.646],
-        [0.617, 0.646, 0.646],
-        [0.157, 0.155, 0.361],
-        [0.014, 0.0169, 0.0246],
-        [0.0118, 0.014, 0.0219],
-        [0.154, 0.16, 0.206],
-        [0.425, 0.168, 0.346],
-        [0.425, 0.168, 0.346],
-        [0.565, 0.462, 0.457],
-        [0.531, 0.462, 0.457],
-        [1.13, 0.98, 1.46],
-        [1.13, 0.98, 1.46],
-    ],
-])
+DRIFT_BAND_HZ = (1.0, 4.0)     # slow noise: below it lies most motion, above it the white noise dominates
+DRIFT_MIN_SECONDS = 4.0        # shorter tracks hold too few cycles of the band to measure its power
+DRIFT_FLOOR_QUANTILE = 0.1     # the body's drift: this quantile of its rotation axes' in-band power (6 of 63
+                               # body axes: the joints that move least show it best)
+DRIFT_CLEAN_DEG = 2.5          # a drift of less RMS angle is left alone: slow noise is harder to tell from
+                               # motion than jitter, so it takes more evidence
 Progress = Callable[[int, int], None]
 
 
@@ -153,13 +126,12 @@ def _noise_power(y: np.ndarray, good: np.ndarray) -> float:
 _CHI2_6_MEDIAN_RATIO = 5.348 / 6  # median / mean of a chi-square with 6 degrees of freedom
 
 
-def band_powers(tangent: np.ndarray, fps: float) -> np.ndarray:
-    """(T, C) rotation-vector channels -> (len(DRIFT_BANDS_HZ), C): each channel's power (variance) below the
-    first edge (DC excluded), then in each band between edges (Hann-windowed periodogram)."""
+def band_power(tangent: np.ndarray, fps: float) -> np.ndarray:
+    """(T, C) rotation-vector channels -> (C,) each channel's power (variance) in DRIFT_BAND_HZ (Hann-windowed
+    periodogram)."""
     freqs, density = periodogram(tangent, fs=fps, window="hann", detrend="constant", axis=0)
-    edges = (0.0,) + DRIFT_BANDS_HZ
-    return np.stack([density[(freqs > lo) & (freqs <= hi)].sum(0) for lo, hi in zip(edges[:-1], edges[1:])]) \
-        * (freqs[1] - freqs[0])
+    low, high = DRIFT_BAND_HZ
+    return density[(freqs > low) & (freqs <= high)].sum(0) * (freqs[1] - freqs[0])
 
 
 def _white_powers(tangent: np.ndarray, good: np.ndarray | None = None) -> np.ndarray:
@@ -177,23 +149,22 @@ def _about_mean(axis_angle: np.ndarray) -> np.ndarray:
     return (rotations.mean().inv() * rotations).as_rotvec()
 
 
-def drift_power(tangents: dict[int, np.ndarray], fps: float) -> np.ndarray:
-    """Variance per rotation-vector axis of slow noise in each of the DRIFT_BANDS_HZ, (bands,), from the body
-    joints' rotation vectors about their mean {joint: (T, 3)} (glitches replaced): the median over the joints' axes
-    of the band's power beyond the white noise's share and beyond what real motion with the axis's own power
-    below the bands has there (MOTION_BAND_RATIO). Zeros for tracks under DRIFT_MIN_SECONDS."""
+def drift_power(tangents: dict[int, np.ndarray], fps: float) -> float:
+    """Variance per rotation-vector axis of slow noise in DRIFT_BAND_HZ from the body joints' rotation vectors
+    about their mean {joint: (T, 3)} (glitches bridged): the DRIFT_FLOOR_QUANTILE over their axes of the in-band
+    power beyond the white noise's share. 0 for tracks under DRIFT_MIN_SECONDS and for a drift under
+    DRIFT_CLEAN_DEG."""
     body = [j for j in tangents if j in BODY_JOINTS]
-    bands = np.zeros(len(DRIFT_BANDS_HZ) - 1)
     if not body or len(tangents[body[0]]) < DRIFT_MIN_SECONDS * fps:
-        return bands
+        return 0.0
     tangent = np.concatenate([tangents[j] for j in body], 1)
-    powers = band_powers(tangent, fps)
-    white = _white_powers(tangent)
-    widths = np.diff((0.0,) + DRIFT_BANDS_HZ)[:, None] / (fps / 2)  # each band's share of white noise
-    below = np.maximum(powers[0] - white * widths[0], 0.0)
-    ratio = MOTION_BAND_RATIO[:, [BODY_JOINTS.index(j) for j in body]].reshape(len(bands), -1)
-    excess = powers[1:] - white * widths[1:] - ratio * below
-    return np.maximum(np.median(excess, axis=1), 0.0)
+    low, high = DRIFT_BAND_HZ
+    excess = band_power(tangent, fps) - _white_powers(tangent) * (high - low) / (fps / 2)
+    # The quantile of noise-only powers sits below their mean: each is a chi-square with about 2 degrees of freedom
+    # per frequency bin in the band, over the Hann window's 1.5-bin bandwidth.
+    dof = 2 * (high - low) * len(tangent) / fps / 1.5
+    drift = max(float(np.quantile(excess, DRIFT_FLOOR_QUANTILE)), 0.0) * dof / chi2.ppf(DRIFT_FLOOR_QUANTILE, dof)
+    return drift if np.degrees(np.sqrt(3 * drift)) >= DRIFT_CLEAN_DEG else 0.0
 
 
 def _bisquare(residual: np.ndarray, scale: float) -> np.ndarray:
@@ -241,9 +212,9 @@ def _first_pass(matrices: np.ndarray, missing: np.ndarray) -> tuple[np.ndarray, 
     return residual, _noise_power(matrices, ~missing & (residual < _threshold(residual, missing, 0.0)))
 
 
-def _clean_joint(matrices: np.ndarray, missing: np.ndarray, power: float, drift: np.ndarray, strength: float,
+def _clean_joint(matrices: np.ndarray, missing: np.ndarray, power: float, drift: float, strength: float,
                  band: np.ndarray, fps: float) -> tuple[np.ndarray, np.ndarray, float]:
-    """matrices (T, 9) of one joint, missing (T,) bool, its white noise power and drift variances per axis and band ->
+    """matrices (T, 9) of one joint, missing (T,) bool, its white noise power and drift variance per axis ->
     (smoothed (T, 9), rejected (T,), lambda)."""
     present = (~missing).astype(float)
     residual, _ = _first_pass(matrices, missing)
@@ -286,34 +257,33 @@ def _chord(degrees: float) -> float:
 
 
 def _sure_lambdas(y: np.ndarray, weights: np.ndarray, powers: np.ndarray, band: np.ndarray,
-                  joint: bool = False, drift: tuple[np.ndarray, float] | None = None) -> np.ndarray:
+                  joint: bool = False, drift: tuple[float, float] = (0.0, 30.0)) -> np.ndarray:
     """Per channel of y (T, C), the smoothing weight minimising Stein's unbiased risk estimate on the weighted
-    frames, for white noise powers (C,) plus drift = (variance per channel in each DRIFT_BANDS_HZ band, spread
-    evenly over it, fps); joint: one
+    frames, for white noise powers (C,) plus drift = (variance per channel, spread evenly over DRIFT_BAND_HZ,
+    fps); joint: one
     weight for all channels, `powers` (1,) their summed white noise. Risk = RSS - sum over the noise's spectrum of
     (1 - 2 gain) (the frequency-domain SURE; for white noise the familiar RSS - sigma^2 (n - 2 df)). Coarse to
     fine: decades over LAMBDAS, then quarter decades around each channel's best."""
     channels = 1 if joint else y.shape[1]
     used = weights > 0
-    variances, fps = drift if drift is not None else (np.zeros(0), 1.0)
-    edges = np.array(DRIFT_BANDS_HZ) / (fps / 2)
+    variance, fps = drift
+    drift_band = tuple(f / (fps / 2) for f in DRIFT_BAND_HZ)
 
     def risks(lams: np.ndarray) -> np.ndarray:  # (len(lams), channels)
         dof = _trace(len(y), lams) * used.mean()
-        drift_term = sum(v * (used.sum() - 2 * _trace(len(y), lams, (lo, hi)) * used.mean())
-                         for v, lo, hi in zip(variances, edges[:-1], edges[1:]) if v > 0)
+        drift_dof = _trace(len(y), lams, drift_band) * used.mean()
         out = []
-        for k, (lam, df) in enumerate(zip(lams, dof)):
+        for lam, df, drift_df in zip(lams, dof, drift_dof):
             squared = weights[:, None] * (y - whittaker(y, weights, lam, band)) ** 2
             rss = squared.sum()[None] if joint else squared.sum(0)
-            out.append(rss - powers * (used.sum() - 2 * df) - (drift_term[k] if np.ndim(drift_term) else 0.0))
+            out.append(rss - powers * (used.sum() - 2 * df) - variance * (used.sum() - 2 * drift_df))
         return np.array(out)
 
     coarse = LAMBDAS[::4]
     best = coarse[np.argmin(risks(coarse), axis=0)]
     chosen = np.empty(channels)
     for c in range(channels):
-        if powers[c] <= 0 and not np.any(variances > 0):
+        if powers[c] <= 0 and variance <= 0:
             chosen[c] = LAMBDAS[0]
             continue
         fine = best[c] * 10.0 ** np.array([-0.5, -0.25, 0.0, 0.25, 0.5])
@@ -349,7 +319,7 @@ def clean_track(poses: np.ndarray, joints, fps: float = 30.0, strength: float = 
     windows = _windows(frames, window, overlap)
     total, done = max(1, len(moving) * len(windows)), 0
     for j in moving:
-        joint_drift = drift if j in BODY_JOINTS else np.zeros_like(drift)
+        joint_drift = drift if j in BODY_JOINTS else 0.0
         blended = np.zeros_like(matrices[j])
         weight_sum = np.zeros(frames)
         lams = []
@@ -365,7 +335,7 @@ def clean_track(poses: np.ndarray, joints, fps: float = 30.0, strength: float = 
             if progress is not None:
                 progress(done, total)
         # |R - R'|_F^2 ~ 2 angle^2; the drift's angle^2 is its variance on each of the 3 axes
-        noise[j] = np.degrees(np.sqrt(power[j] / 2 + 3 * joint_drift.sum()))
+        noise[j] = np.degrees(np.sqrt(power[j] / 2 + 3 * joint_drift))
         share = np.clip((noise[j] - CLEAN_DEG[0]) / (CLEAN_DEG[1] - CLEAN_DEG[0]), 0.0, 1.0)
         smooth = np.where(rejected[:, j], 1.0, share)[:, None]
         fitted = smooth[:, 0] > 0
