@@ -52,10 +52,11 @@ MOVING_DEG = 0.05              # a joint that never turns more than this from it
 WINDOW, OVERLAP = 1024, 64     # frames per window for long tracks, and the cross-fade between windows
 DRIFT_BAND_HZ = (1.0, 4.0)     # slow noise: below it lies most motion, above it the white noise dominates
 DRIFT_MIN_SECONDS = 4.0        # shorter tracks hold too few cycles of the band to measure its power
-DRIFT_FLOOR_QUANTILE = 0.1     # the body's drift: this quantile of its rotation axes' in-band power (6 of 63
-                               # body axes: the joints that move least show it best)
-DRIFT_CLEAN_DEG = 2.5          # a drift of less RMS angle is left alone: slow noise is harder to tell from
-                               # motion than jitter, so it takes more evidence
+DRIFT_FLOOR_QUANTILE = 0.05    # the body's drift: this quantile of its rotation axes' in-band power (the 3rd
+                               # quietest of 63 body axes: the joints that move least show it best)
+DRIFT_CLEAN_DEG = CLEAN_DEG[1]  # a drift under this RMS angle per axis is left alone: slow noise is harder to tell
+                               # from motion than jitter (in acrobatics even the quietest axes move ~1.5 deg at
+                               # 1-4 Hz), so it needs the level at which jitter is smoothed fully, on every axis
 Progress = Callable[[int, int], None]
 
 
@@ -153,7 +154,7 @@ def drift_power(tangents: dict[int, np.ndarray], fps: float) -> float:
     """Variance per rotation-vector axis of slow noise in DRIFT_BAND_HZ from the body joints' rotation vectors
     about their mean {joint: (T, 3)} (glitches bridged): the DRIFT_FLOOR_QUANTILE over their axes of the in-band
     power beyond the white noise's share. 0 for tracks under DRIFT_MIN_SECONDS and for a drift under
-    DRIFT_CLEAN_DEG."""
+    DRIFT_CLEAN_DEG per axis."""
     body = [j for j in tangents if j in BODY_JOINTS]
     if not body or len(tangents[body[0]]) < DRIFT_MIN_SECONDS * fps:
         return 0.0
@@ -164,7 +165,7 @@ def drift_power(tangents: dict[int, np.ndarray], fps: float) -> float:
     # per frequency bin in the band, over the Hann window's 1.5-bin bandwidth.
     dof = 2 * (high - low) * len(tangent) / fps / 1.5
     drift = max(float(np.quantile(excess, DRIFT_FLOOR_QUANTILE)), 0.0) * dof / chi2.ppf(DRIFT_FLOOR_QUANTILE, dof)
-    return drift if np.degrees(np.sqrt(3 * drift)) >= DRIFT_CLEAN_DEG else 0.0
+    return drift if np.degrees(np.sqrt(drift)) >= DRIFT_CLEAN_DEG else 0.0
 
 
 def _bisquare(residual: np.ndarray, scale: float) -> np.ndarray:
