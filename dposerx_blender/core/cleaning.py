@@ -92,12 +92,13 @@ def whittaker(y: np.ndarray, weights: np.ndarray, lam: float, band: np.ndarray) 
     return solveh_banded(system, weights[:, None] * y, check_finite=False)
 
 
-def _trace(frames: int, lam: np.ndarray, band: tuple[float, float] = (0.0, 1.0), order: int = ORDER) -> np.ndarray:
+def _trace(frames: int, lam: np.ndarray, within: tuple[float, float] = (0.0, 1.0), order: int = ORDER
+           ) -> np.ndarray:
     """Degrees of freedom (trace of the hat matrix) of the unweighted smoother, from its frequency response
-    (the circulant approximation; exact up to the ends of the track). band (fractions of the Nyquist frequency):
-    the trace seen by noise whose power lies evenly in that band (frames times the mean gain over it)."""
+    (the circulant approximation; exact up to the ends of the track). within (fractions of the Nyquist
+    frequency): the trace seen by noise whose power lies evenly there (frames times the mean gain there)."""
     fraction = np.arange(frames) / frames
-    inside = (fraction >= band[0]) & (fraction <= band[1])
+    inside = (fraction >= within[0]) & (fraction <= within[1])
     response = (2 - 2 * np.cos(np.pi * fraction[inside])) ** order
     return frames * (1.0 / (1.0 + lam[:, None] * response[None])).mean(1)
 
@@ -127,7 +128,7 @@ def _noise_power(y: np.ndarray, good: np.ndarray) -> float:
 _CHI2_6_MEDIAN_RATIO = 5.348 / 6  # median / mean of a chi-square with 6 degrees of freedom
 
 
-def band_power(tangent: np.ndarray, fps: float) -> np.ndarray:
+def _band_power(tangent: np.ndarray, fps: float) -> np.ndarray:
     """(T, C) rotation-vector channels -> (C,) each channel's power (variance) in DRIFT_BAND_HZ (Hann-windowed
     periodogram)."""
     freqs, density = periodogram(tangent, fs=fps, window="hann", detrend="constant", axis=0)
@@ -160,7 +161,7 @@ def drift_power(tangents: dict[int, np.ndarray], fps: float) -> float:
         return 0.0
     tangent = np.concatenate([tangents[j] for j in body], 1)
     low, high = DRIFT_BAND_HZ
-    excess = band_power(tangent, fps) - _white_powers(tangent) * (high - low) / (fps / 2)
+    excess = _band_power(tangent, fps) - _white_powers(tangent) * (high - low) / (fps / 2)
     # The quantile of noise-only powers sits below their mean: each is a chi-square with about 2 degrees of freedom
     # per frequency bin in the band, over the Hann window's 1.5-bin bandwidth.
     dof = 2 * (high - low) * len(tangent) / fps / 1.5
@@ -261,10 +262,10 @@ def _sure_lambdas(y: np.ndarray, weights: np.ndarray, powers: np.ndarray, band: 
                   joint: bool = False, drift: tuple[float, float] = (0.0, 30.0)) -> np.ndarray:
     """Per channel of y (T, C), the smoothing weight minimising Stein's unbiased risk estimate on the weighted
     frames, for white noise powers (C,) plus drift = (variance per channel, spread evenly over DRIFT_BAND_HZ,
-    fps); joint: one
-    weight for all channels, `powers` (1,) their summed white noise. Risk = RSS - sum over the noise's spectrum of
-    (1 - 2 gain) (the frequency-domain SURE; for white noise the familiar RSS - sigma^2 (n - 2 df)). Coarse to
-    fine: decades over LAMBDAS, then quarter decades around each channel's best."""
+    fps); joint: one weight for all channels, `powers` (1,) their summed white noise. Risk = RSS - the sum over
+    the noise's spectrum of (1 - 2 gain) (SURE in the frequency domain; for white noise the familiar
+    RSS - sigma^2 (n - 2 df)). Coarse to fine: decades over LAMBDAS, then quarter decades around each channel's
+    best."""
     channels = 1 if joint else y.shape[1]
     used = weights > 0
     variance, fps = drift
@@ -314,8 +315,9 @@ def clean_track(poses: np.ndarray, joints, fps: float = 30.0, strength: float = 
         residual, power[j] = _first_pass(matrices[j], missing[j])
         good = ~missing[j] & (residual < _threshold(residual, missing[j], power[j]))
         if j in BODY_JOINTS and good.any():  # glitches and frozen frames bridged, for the drift's spectrum
-            tangent = _about_mean(by_joint[:, j])
-            tangents[j] = np.stack([np.interp(np.arange(frames), np.flatnonzero(good), c[good]) for c in tangent.T], 1)
+            kept = np.flatnonzero(good)
+            tangents[j] = np.stack([np.interp(np.arange(frames), kept, c[kept]) for c in _about_mean(by_joint[:, j]).T],
+                                   1)
     drift = drift_power(tangents, fps)
     windows = _windows(frames, window, overlap)
     total, done = max(1, len(moving) * len(windows)), 0
