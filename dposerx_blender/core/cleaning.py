@@ -298,7 +298,8 @@ def _sure_lambdas(y: np.ndarray, weights: np.ndarray, powers: np.ndarray, band: 
 def clean_track(poses: np.ndarray, joints, fps: float = 30.0, strength: float = 1.0, window: int = WINDOW,
                 overlap: int = OVERLAP, progress: Progress | None = None) -> Cleaning:
     """Clean the rotations of `joints` (indices into the 55) of poses (T, 165); every other value is returned
-    bit-exact. progress(done, total) is called per joint and window and may raise to cancel."""
+    bit-exact. progress(done, total) is called per joint once its noise is measured, then per joint and window,
+    and may raise to cancel."""
     frames = len(poses)
     by_joint = poses.reshape(frames, -1, 3)
     out = poses.copy().reshape(frames, -1, 3)
@@ -308,6 +309,15 @@ def clean_track(poses: np.ndarray, joints, fps: float = 30.0, strength: float = 
     if strength <= 0:
         return Cleaning(poses.copy(), rejected, noise, cutoff)
     moving = [j for j in joints if _max_turn(by_joint[:, j]) > np.radians(MOVING_DEG)]
+    windows = _windows(frames, window, overlap)
+    total, done = max(1, len(moving) * (len(windows) + 1)), 0
+
+    def step():
+        nonlocal done
+        done += 1
+        if progress is not None:
+            progress(done, total)
+
     missing, matrices, power, tangents = {}, {}, {}, {}
     for j in moving:  # one noise level per joint for the whole track: windows agree
         missing[j] = frozen_frames(by_joint[:, j])
@@ -318,9 +328,8 @@ def clean_track(poses: np.ndarray, joints, fps: float = 30.0, strength: float = 
             kept = np.flatnonzero(good)
             tangents[j] = np.stack([np.interp(np.arange(frames), kept, c[kept]) for c in _about_mean(by_joint[:, j]).T],
                                    1)
+        step()
     drift = drift_power(tangents, fps)
-    windows = _windows(frames, window, overlap)
-    total, done = max(1, len(moving) * len(windows)), 0
     for j in moving:
         joint_drift = drift if j in BODY_JOINTS else 0.0
         blended = np.zeros_like(matrices[j])
@@ -334,9 +343,7 @@ def clean_track(poses: np.ndarray, joints, fps: float = 30.0, strength: float = 
             weight_sum[start:stop] += ramp
             rejected[start:stop, j] |= bad
             lams.append(lam)
-            done += 1
-            if progress is not None:
-                progress(done, total)
+            step()
         # |R - R'|_F^2 ~ 2 angle^2; the drift's angle^2 is its variance on each of the 3 axes
         noise[j] = np.degrees(np.sqrt(power[j] / 2 + 3 * joint_drift))
         share = np.clip((noise[j] - CLEAN_DEG[0]) / (CLEAN_DEG[1] - CLEAN_DEG[0]), 0.0, 1.0)

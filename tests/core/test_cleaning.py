@@ -146,7 +146,7 @@ def test_long_tracks_run_in_windows_with_progress_and_cancel():
     track = smooth_track(frames=3000) + np.random.default_rng(3).normal(scale=0.05, size=(3000, 165))
     calls = []
     cleaning.clean_track(track, [KNEE, ELBOW], window=1024, overlap=64, progress=lambda d, t: calls.append((d, t)))
-    steps = 2 * len(cleaning._windows(3000, 1024, 64))  # 4 windows of 1024 frames, 2 joints
+    steps = 2 * (len(cleaning._windows(3000, 1024, 64)) + 1)  # 2 joints: measured, then 4 windows of 1024 frames
     assert [d for d, _ in calls] == list(range(1, steps + 1)) and {t for _, t in calls} == {steps}
 
     def cancel(done, total):
