@@ -24,7 +24,7 @@ class Mode:
 
 
 FULL = Mode("full", completion_poses=50, hypotheses=10, ablation_groups=("left_leg", "arms", "hands"),
-            denoise_takes=None, denoise_min_frames=0, generated=1000,
+            denoise_takes=None, denoise_min_frames=240, generated=1000,
             speed_poses=10, speed_frames=1000, speed_generated=1000, speed_em_steps=100, keyframe_frames=1000)
 QUICK = Mode("quick", completion_poses=8, hypotheses=10, ablation_groups=("left_leg",),
              denoise_takes=2, denoise_min_frames=240, generated=200,

@@ -117,6 +117,19 @@ def calibration_frames(poses: np.ndarray, max_degrees: float = 30.0) -> np.ndarr
     return drop
 
 
+def longest_clean_run(poses: np.ndarray, glitches: np.ndarray) -> slice:
+    """The longest run of consecutive frames inside the anatomical bounds with no glitch jump between them (a
+    held-out take with a capture error keeps its clean part: its frames are no less held out)."""
+    inside = within_limits(poses)
+    best, start = slice(0, 0), 0
+    for t in range(len(poses) + 1):
+        if t == len(poses) or not inside[t] or glitches[t]:
+            if t - start > best.stop - best.start:
+                best = slice(start, t)
+            start = t + 1 if t < len(poses) and not inside[t] else t
+    return best
+
+
 @dataclass
 class Collected:
     """Rows gathered for the output, per split."""
@@ -127,7 +140,8 @@ class Collected:
     origins: list = field(default_factory=list)
     counts: dict = field(default_factory=dict)
     dropped: dict = field(default_factory=dict)  # frames outside anatomical bounds, per source
-    # Whole held-out takes (val/test, 30 fps, clean: no glitch, inside the bounds) for denoising; not training data.
+    # Held-out takes (val/test, 30 fps; the longest clean run of each: no glitch, inside the bounds) for denoising;
+    # not training data.
     tracks: dict = field(default_factory=lambda: {"val": [], "test": []})
 
     def add(self, split: str, origin: str, model: np.ndarray, parts: tuple[str, ...]) -> None:
@@ -206,11 +220,11 @@ def collect_motion(collected: Collected, source: Source, root: Path, mirror: boo
             glitches = glitch_frames(poses)
             held_out = {"val": VAL_SUBJECTS, "test": TEST_SUBJECTS}
             take = "_".join(path.stem.split("_")[:2])  # '02_01' in every CMU conversion's file names
+            clean = longest_clean_run(poses, glitches)
             for split, subjects in held_out.items():
                 taken = {name for name, _ in collected.tracks[split]}  # a take converted twice counts once
-                if subject in subjects and take not in taken and not glitches.any() \
-                        and within_limits(poses).all() and len(poses) >= MIN_TRACK_FRAMES:
-                    collected.tracks[split].append((take, poses.astype(np.float32)))
+                if subject in subjects and take not in taken and clean.stop - clean.start >= MIN_TRACK_FRAMES:
+                    collected.tracks[split].append((take, poses[clean].astype(np.float32)))
             poses = poses[~glitches]
             # Gross capture errors (a foot twisted 180 degrees, a knee bent forwards) fall outside generous
             # anatomical bounds; they are dropped and counted.

@@ -6,10 +6,15 @@ with iteratively reweighted data weights (Tukey's bisquare, as in Garcia 2010, "
 data in one and higher dimensions with missing values"):
 
 - the noise level is measured on the track itself: a robust (MAD) scale of the high-pass residual, per joint;
-- the smoothing weight is chosen per joint by Stein's unbiased risk estimate (SURE) for that noise level, so
-  clean joints are barely touched and noisy ones get as much smoothing as their noise needs; a last pass
-  smooths each rotation-vector axis about the joint's mean on its own (a hinge's flexion moves, its other axes
-  mostly carry noise);
+- slow noise (drift, `DRIFT_BAND_HZ`: soft tissue, a sliding marker) looks like motion to a high-pass residual,
+  and real motion has power there too; but motion is uneven over the body (at any time, some joints or axes
+  hardly move: a collar, a knee's sideways axes), while such noise lies on every joint. So the drift is read as
+  the floor of the body's in-band power: a low quantile over the body joints' rotation axes of their power in
+  the band beyond the white noise's share, glitches bridged;
+- the smoothing weight is chosen per joint by Stein's unbiased risk estimate (SURE) for that noise (white
+  plus drift, each with its own spectrum), so clean joints are barely touched and noisy ones get as much
+  smoothing as their noise needs; a last pass smooths each rotation-vector axis about the joint's mean on its
+  own (a hinge's flexion moves, its other axes mostly carry noise);
 - glitches (spins, twist flips, swapped or reversed limbs) get weight 0 and are re-filled from their
   neighbours instead of being smeared; frozen frames (a joint repeating its exact value while it was moving:
   a capture dropout) are treated as missing;
@@ -28,7 +33,11 @@ from typing import Callable
 import numpy as np
 from scipy.linalg import solveh_banded
 from scipy.ndimage import median_filter
+from scipy.signal import periodogram
+from scipy.stats import chi2
 from scipy.spatial.transform import Rotation
+
+from .skeleton import BODY_JOINTS
 
 ORDER = 2                      # penalised difference order: 2 = least acceleration (a cubic smoothing spline)
 NOISE_ORDER = 4                # differences the noise is measured on (white noise passes, motion hardly)
@@ -41,6 +50,13 @@ CLEAN_DEG = (1.0, 2.0)         # measured noise (RMS angle): below the first, go
                                # above the second fully smoothed, blended in between (clean capture stays put)
 MOVING_DEG = 0.05              # a joint that never turns more than this from its first frame is left alone
 WINDOW, OVERLAP = 1024, 64     # frames per window for long tracks, and the cross-fade between windows
+DRIFT_BAND_HZ = (1.0, 4.0)     # slow noise: below it lies most motion, above it the white noise dominates
+DRIFT_MIN_SECONDS = 4.0        # shorter tracks hold too few cycles of the band to measure its power
+DRIFT_FLOOR_QUANTILE = 0.05    # the body's drift: this quantile of its rotation axes' in-band power (the 3rd
+                               # quietest of 63 body axes: the joints that move least show it best)
+DRIFT_CLEAN_DEG = CLEAN_DEG[1]  # a drift under this RMS angle per axis is left alone: slow noise is harder to tell
+                               # from motion than jitter (in acrobatics even the quietest axes move ~1.5 deg at
+                               # 1-4 Hz), so it needs the level at which jitter is smoothed fully, on every axis
 Progress = Callable[[int, int], None]
 
 
@@ -76,12 +92,15 @@ def whittaker(y: np.ndarray, weights: np.ndarray, lam: float, band: np.ndarray) 
     return solveh_banded(system, weights[:, None] * y, check_finite=False)
 
 
-def _trace(frames: int, lam: np.ndarray, order: int = ORDER) -> np.ndarray:
+def _trace(frames: int, lam: np.ndarray, within: tuple[float, float] = (0.0, 1.0), order: int = ORDER
+           ) -> np.ndarray:
     """Degrees of freedom (trace of the hat matrix) of the unweighted smoother, from its frequency response
-    (the circulant approximation; exact up to the ends of the track)."""
-    omega = np.pi * np.arange(frames) / frames
-    response = (2 - 2 * np.cos(omega)) ** order
-    return (1.0 / (1.0 + lam[:, None] * response[None])).sum(1)
+    (the circulant approximation; exact up to the ends of the track). within (fractions of the Nyquist
+    frequency): the trace seen by noise whose power lies evenly there (frames times the mean gain there)."""
+    fraction = np.arange(frames) / frames
+    inside = (fraction >= within[0]) & (fraction <= within[1])
+    response = (2 - 2 * np.cos(np.pi * fraction[inside])) ** order
+    return frames * (1.0 / (1.0 + lam[:, None] * response[None])).mean(1)
 
 
 def cutoff_hz(lam: float, fps: float, order: int = ORDER) -> float:
@@ -107,6 +126,47 @@ def _noise_power(y: np.ndarray, good: np.ndarray) -> float:
 
 
 _CHI2_6_MEDIAN_RATIO = 5.348 / 6  # median / mean of a chi-square with 6 degrees of freedom
+
+
+def _band_power(tangent: np.ndarray, fps: float) -> np.ndarray:
+    """(T, C) rotation-vector channels -> (C,) each channel's power (variance) in DRIFT_BAND_HZ (Hann-windowed
+    periodogram)."""
+    freqs, density = periodogram(tangent, fs=fps, window="hann", detrend="constant", axis=0)
+    low, high = DRIFT_BAND_HZ
+    return density[(freqs > low) & (freqs <= high)].sum(0) * (freqs[1] - freqs[0])
+
+
+def _white_powers(tangent: np.ndarray, good: np.ndarray | None = None) -> np.ndarray:
+    """(T, C) -> (C,) white-noise variance per channel from the NOISE_ORDER-th differences (robust scale) of the
+    good frames (T,) bool (default: all)."""
+    diffs = np.diff(tangent, n=NOISE_ORDER, axis=0)
+    if good is not None:
+        diffs = diffs[np.convolve(good.astype(float), np.ones(NOISE_ORDER + 1), "valid") == NOISE_ORDER + 1]
+    return np.array([_robust_scale(d) ** 2 for d in diffs.T]) / comb(2 * NOISE_ORDER, NOISE_ORDER)
+
+
+def _about_mean(axis_angle: np.ndarray) -> np.ndarray:
+    """(T, 3) one joint -> (T, 3) its rotation vectors relative to its mean rotation."""
+    rotations = Rotation.from_rotvec(axis_angle)
+    return (rotations.mean().inv() * rotations).as_rotvec()
+
+
+def drift_power(tangents: dict[int, np.ndarray], fps: float) -> float:
+    """Variance per rotation-vector axis of slow noise in DRIFT_BAND_HZ from the body joints' rotation vectors
+    about their mean {joint: (T, 3)} (glitches bridged): the DRIFT_FLOOR_QUANTILE over their axes of the in-band
+    power beyond the white noise's share. 0 for tracks under DRIFT_MIN_SECONDS and for a drift under
+    DRIFT_CLEAN_DEG per axis."""
+    body = [j for j in tangents if j in BODY_JOINTS]
+    if not body or len(tangents[body[0]]) < DRIFT_MIN_SECONDS * fps:
+        return 0.0
+    tangent = np.concatenate([tangents[j] for j in body], 1)
+    low, high = DRIFT_BAND_HZ
+    excess = _band_power(tangent, fps) - _white_powers(tangent) * (high - low) / (fps / 2)
+    # The quantile of noise-only powers sits below their mean: each is a chi-square with about 2 degrees of freedom
+    # per frequency bin in the band, over the Hann window's 1.5-bin bandwidth.
+    dof = 2 * (high - low) * len(tangent) / fps / 1.5
+    drift = max(float(np.quantile(excess, DRIFT_FLOOR_QUANTILE)), 0.0) * dof / chi2.ppf(DRIFT_FLOOR_QUANTILE, dof)
+    return drift if np.degrees(np.sqrt(drift)) >= DRIFT_CLEAN_DEG else 0.0
 
 
 def _bisquare(residual: np.ndarray, scale: float) -> np.ndarray:
@@ -154,10 +214,10 @@ def _first_pass(matrices: np.ndarray, missing: np.ndarray) -> tuple[np.ndarray, 
     return residual, _noise_power(matrices, ~missing & (residual < _threshold(residual, missing, 0.0)))
 
 
-def _clean_joint(matrices: np.ndarray, missing: np.ndarray, power: float, strength: float, band: np.ndarray
-                 ) -> tuple[np.ndarray, np.ndarray, float]:
-    """matrices (T, 9) of one joint, missing (T,) bool, its noise power -> (smoothed (T, 9), rejected (T,),
-    lambda)."""
+def _clean_joint(matrices: np.ndarray, missing: np.ndarray, power: float, drift: float, strength: float,
+                 band: np.ndarray, fps: float) -> tuple[np.ndarray, np.ndarray, float]:
+    """matrices (T, 9) of one joint, missing (T,) bool, its white noise power and drift variance per axis ->
+    (smoothed (T, 9), rejected (T,), lambda)."""
     present = (~missing).astype(float)
     residual, _ = _first_pass(matrices, missing)
     weights = present * _bisquare(residual, _threshold(residual, missing, power))
@@ -167,11 +227,11 @@ def _clean_joint(matrices: np.ndarray, missing: np.ndarray, power: float, streng
         fit = whittaker(matrices, weights, lam, band)
         residual = np.linalg.norm(matrices - fit, axis=1)
         weights = present * _bisquare(residual, _threshold(residual, missing, power))
-    fit, lam = _per_axis(matrices, fit, weights, strength, band)
+    fit, lam = _per_axis(matrices, fit, weights, drift, strength, band, fps)
     return fit, weights == 0, lam
 
 
-def _per_axis(matrices, fit, weights, strength, band):
+def _per_axis(matrices, fit, weights, drift, strength, band, fps):
     """Refine: smooth the three rotation-vector components about the joint's mean rotation, each with its own
     noise and smoothing (a hinge's flexion moves fast, its other axes carry only noise)."""
     frames = len(matrices)
@@ -179,10 +239,8 @@ def _per_axis(matrices, fit, weights, strength, band):
     good = weights > 0
     filled = np.where(good[:, None], matrices, fit).reshape(frames, 3, 3)
     tangent = (mean.inv() * Rotation.from_matrix(filled)).as_rotvec()
-    diffs = np.diff(tangent, n=NOISE_ORDER, axis=0)
-    valid = np.convolve(good.astype(float), np.ones(NOISE_ORDER + 1), "valid") == NOISE_ORDER + 1
-    powers = np.array([_robust_scale(d[valid]) ** 2 for d in diffs.T]) / comb(2 * NOISE_ORDER, NOISE_ORDER)
-    lams = _sure_lambdas(tangent, weights, powers, band) * strength ** (2 * ORDER)
+    lams = _sure_lambdas(tangent, weights, _white_powers(tangent, good), band, drift=(drift, fps)) \
+        * strength ** (2 * ORDER)
     out = np.stack([whittaker(tangent[:, c:c + 1], weights, lam, band)[:, 0] for c, lam in enumerate(lams)], 1)
     return (mean * Rotation.from_rotvec(out)).as_matrix().reshape(frames, 9), float(np.median(lams))
 
@@ -201,27 +259,33 @@ def _chord(degrees: float) -> float:
 
 
 def _sure_lambdas(y: np.ndarray, weights: np.ndarray, powers: np.ndarray, band: np.ndarray,
-                  joint: bool = False) -> np.ndarray:
+                  joint: bool = False, drift: tuple[float, float] = (0.0, 30.0)) -> np.ndarray:
     """Per channel of y (T, C), the smoothing weight minimising Stein's unbiased risk estimate on the weighted
-    frames, for noise powers (C,); joint: one weight for all channels, `powers` (1,) their summed noise.
-    Coarse to fine: decades over LAMBDAS, then quarter decades around each channel's best."""
+    frames, for white noise powers (C,) plus drift = (variance per channel, spread evenly over DRIFT_BAND_HZ,
+    fps); joint: one weight for all channels, `powers` (1,) their summed white noise. Risk = RSS - the sum over
+    the noise's spectrum of (1 - 2 gain) (SURE in the frequency domain; for white noise the familiar
+    RSS - sigma^2 (n - 2 df)). Coarse to fine: decades over LAMBDAS, then quarter decades around each channel's
+    best."""
     channels = 1 if joint else y.shape[1]
     used = weights > 0
+    variance, fps = drift
+    drift_band = tuple(f / (fps / 2) for f in DRIFT_BAND_HZ)
 
     def risks(lams: np.ndarray) -> np.ndarray:  # (len(lams), channels)
         dof = _trace(len(y), lams) * used.mean()
+        drift_dof = _trace(len(y), lams, drift_band) * used.mean()
         out = []
-        for lam, df in zip(lams, dof):
+        for lam, df, drift_df in zip(lams, dof, drift_dof):
             squared = weights[:, None] * (y - whittaker(y, weights, lam, band)) ** 2
             rss = squared.sum()[None] if joint else squared.sum(0)
-            out.append(rss - powers * (used.sum() - 2 * df))
+            out.append(rss - powers * (used.sum() - 2 * df) - variance * (used.sum() - 2 * drift_df))
         return np.array(out)
 
     coarse = LAMBDAS[::4]
     best = coarse[np.argmin(risks(coarse), axis=0)]
     chosen = np.empty(channels)
     for c in range(channels):
-        if powers[c] <= 0:
+        if powers[c] <= 0 and variance <= 0:
             chosen[c] = LAMBDAS[0]
             continue
         fine = best[c] * 10.0 ** np.array([-0.5, -0.25, 0.0, 0.25, 0.5])
@@ -234,7 +298,8 @@ def _sure_lambdas(y: np.ndarray, weights: np.ndarray, powers: np.ndarray, band: 
 def clean_track(poses: np.ndarray, joints, fps: float = 30.0, strength: float = 1.0, window: int = WINDOW,
                 overlap: int = OVERLAP, progress: Progress | None = None) -> Cleaning:
     """Clean the rotations of `joints` (indices into the 55) of poses (T, 165); every other value is returned
-    bit-exact. progress(done, total) is called per joint and window and may raise to cancel."""
+    bit-exact. progress(done, total) is called per joint once its noise is measured, then per joint and window,
+    and may raise to cancel."""
     frames = len(poses)
     by_joint = poses.reshape(frames, -1, 3)
     out = poses.copy().reshape(frames, -1, 3)
@@ -245,30 +310,46 @@ def clean_track(poses: np.ndarray, joints, fps: float = 30.0, strength: float = 
         return Cleaning(poses.copy(), rejected, noise, cutoff)
     moving = [j for j in joints if _max_turn(by_joint[:, j]) > np.radians(MOVING_DEG)]
     windows = _windows(frames, window, overlap)
-    total, done = max(1, len(moving) * len(windows)), 0
+    total, done = max(1, len(moving) * (len(windows) + 1)), 0
+
+    def step():
+        nonlocal done
+        done += 1
+        if progress is not None:
+            progress(done, total)
+
+    missing, matrices, power, tangents = {}, {}, {}, {}
+    for j in moving:  # one noise level per joint for the whole track: windows agree
+        missing[j] = frozen_frames(by_joint[:, j])
+        matrices[j] = Rotation.from_rotvec(by_joint[:, j]).as_matrix().reshape(frames, 9)
+        residual, power[j] = _first_pass(matrices[j], missing[j])
+        good = ~missing[j] & (residual < _threshold(residual, missing[j], power[j]))
+        if j in BODY_JOINTS and good.any():  # glitches and frozen frames bridged, for the drift's spectrum
+            kept = np.flatnonzero(good)
+            tangents[j] = np.stack([np.interp(np.arange(frames), kept, c[kept]) for c in _about_mean(by_joint[:, j]).T],
+                                   1)
+        step()
+    drift = drift_power(tangents, fps)
     for j in moving:
-        missing = frozen_frames(by_joint[:, j])
-        matrices = Rotation.from_rotvec(by_joint[:, j]).as_matrix().reshape(frames, 9)
-        blended = np.zeros_like(matrices)
+        joint_drift = drift if j in BODY_JOINTS else 0.0
+        blended = np.zeros_like(matrices[j])
         weight_sum = np.zeros(frames)
         lams = []
-        power = _first_pass(matrices, missing)[1]  # one noise level for the whole track: windows agree
         for start, stop in windows:
-            fit, bad, lam = _clean_joint(matrices[start:stop], missing[start:stop], power, strength,
-                                         _penalty_band(stop - start))
+            fit, bad, lam = _clean_joint(matrices[j][start:stop], missing[j][start:stop], power[j], joint_drift,
+                                         strength, _penalty_band(stop - start), fps)
             ramp = _ramp(start, stop, frames, overlap)
             blended[start:stop] += ramp[:, None] * fit
             weight_sum[start:stop] += ramp
             rejected[start:stop, j] |= bad
             lams.append(lam)
-            done += 1
-            if progress is not None:
-                progress(done, total)
-        noise[j] = np.degrees(np.sqrt(power / 2))  # |R - R'|_F^2 ~ 2 angle^2
+            step()
+        # |R - R'|_F^2 ~ 2 angle^2; the drift's angle^2 is its variance on each of the 3 axes
+        noise[j] = np.degrees(np.sqrt(power[j] / 2 + 3 * joint_drift))
         share = np.clip((noise[j] - CLEAN_DEG[0]) / (CLEAN_DEG[1] - CLEAN_DEG[0]), 0.0, 1.0)
         smooth = np.where(rejected[:, j], 1.0, share)[:, None]
         fitted = smooth[:, 0] > 0
-        mixed = (1 - smooth) * matrices + smooth * blended / weight_sum[:, None]
+        mixed = (1 - smooth) * matrices[j] + smooth * blended / weight_sum[:, None]
         out[fitted, j] = Rotation.from_matrix(mixed[fitted].reshape(-1, 3, 3)).as_rotvec()
         cutoff[j] = cutoff_hz(float(np.median(lams)), fps)
     return Cleaning(out.reshape(poses.shape), rejected, noise, cutoff)

@@ -66,6 +66,43 @@ def test_clean_input_is_left_bit_exact():
     assert np.array_equal(result.poses, truth) and not result.rejected.any()
 
 
+def drift(frames: int, rms: float, seed: int) -> np.ndarray:
+    """(frames, 21, 3) band-limited 1-4 Hz rotation noise, `rms` radians per axis."""
+    from scipy.signal import butter, sosfiltfilt
+
+    sos = butter(2, (1.0, 4.0), btype="bandpass", fs=30.0, output="sos")
+    band = sosfiltfilt(sos, np.random.default_rng(seed).normal(size=(frames + 120, 21, 3)), axis=0)[60:-60]
+    return band * rms / band.std()
+
+
+def test_slow_drift_is_measured_and_removed():
+    frames = 300
+    truth = 0.1 * smooth_track(frames)  # a few degrees of slow motion per axis, as most joints have in capture
+    noisy = truth.reshape(frames, 55, 3).copy()
+    noisy[:, 1:22] = (Rotation.from_rotvec(noisy[:, 1:22].reshape(-1, 3))
+                      * Rotation.from_rotvec(drift(frames, 0.05, 2).reshape(-1, 3))).as_rotvec().reshape(frames, 21, 3)
+    noisy = noisy.reshape(frames, 165)
+    result = cleaning.clean_track(noisy, BODY)
+    assert np.median(result.noise_deg[1:22]) > 2.0  # 0.05 rad per axis: about 5 degrees in all, mostly in band
+    before, after = angle_deg(noisy, truth)[:, 1:22].mean(), angle_deg(result.poses, truth)[:, 1:22].mean()
+    assert after < 0.6 * before
+
+
+def test_fast_clean_motion_of_a_few_joints_is_not_read_as_drift():
+    frames = 300
+    kick = smooth_track(frames).reshape(frames, 55, 3)
+    t = np.arange(frames) / 30.0
+    burst = np.exp(-0.5 * ((t - 5.0) / 0.4) ** 2) * np.sin(2 * np.pi * 2.5 * t)  # a 2.5 Hz kick, about a second
+    for joint, gain in ((1, 0.6), (4, 0.8), (7, 0.4), (10, 0.3)):  # left hip, knee, ankle, foot
+        kick[:, joint, 0] += gain * burst
+    kick = kick.reshape(frames, 165)
+    tangents = {j: cleaning._about_mean(kick[:, 3 * j:3 * j + 3]) for j in BODY}
+    assert cleaning.drift_power(tangents, 30.0) == 0
+    result = cleaning.clean_track(kick, BODY)
+    others = [j for j in BODY if j not in (1, 4, 7, 10)]
+    assert np.array_equal(result.poses.reshape(frames, 55, 3)[:, others], kick.reshape(frames, 55, 3)[:, others])
+
+
 def test_glitches_are_refilled_not_smeared():
     truth = smooth_track()
     glitched = truth.copy().reshape(FRAMES, 55, 3)
@@ -109,7 +146,7 @@ def test_long_tracks_run_in_windows_with_progress_and_cancel():
     track = smooth_track(frames=3000) + np.random.default_rng(3).normal(scale=0.05, size=(3000, 165))
     calls = []
     cleaning.clean_track(track, [KNEE, ELBOW], window=1024, overlap=64, progress=lambda d, t: calls.append((d, t)))
-    steps = 2 * len(cleaning._windows(3000, 1024, 64))  # 4 windows of 1024 frames, 2 joints
+    steps = 2 * (len(cleaning._windows(3000, 1024, 64)) + 1)  # 2 joints: measured, then 4 windows of 1024 frames
     assert [d for d, _ in calls] == list(range(1, steps + 1)) and {t for _, t in calls} == {steps}
 
     def cancel(done, total):

@@ -81,3 +81,13 @@ def test_glitch_frames_flag_impossible_jumps_only():
     assert not dataset.glitch_frames(poses).any()
     poses[12, 3 * 4] += 1.2  # a 69 degree spike for one frame
     assert dataset.glitch_frames(poses).nonzero()[0].tolist() == [12, 13]
+
+
+def test_a_held_out_take_keeps_its_longest_clean_run():
+    poses = np.zeros((40, 165))
+    glitches = np.zeros(40, bool)
+    glitches[5] = True                  # a jump into frame 5: frames 0-4 and 5-... are separate runs
+    poses[20, 3 * 4] = -1.0             # frame 20: a knee bent 57 degrees forwards (outside the bounds)
+    glitches[31] = True
+    assert dataset.longest_clean_run(poses, glitches) == slice(5, 20)
+    assert dataset.longest_clean_run(poses[:3], np.zeros(3, bool)) == slice(0, 3)
