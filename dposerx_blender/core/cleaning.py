@@ -56,7 +56,8 @@ DRIFT_FLOOR_QUANTILE = 0.05    # the body's drift: this quantile of its rotation
                                # quietest of 63 body axes: the joints that move least show it best)
 DRIFT_CLEAN_DEG = CLEAN_DEG[1]  # a drift under this RMS angle per axis is left alone: slow noise is harder to tell
                                # from motion than jitter (in acrobatics even the quietest axes move ~1.5 deg at
-                               # 1-4 Hz), so it needs the level at which jitter is smoothed fully, on every axis
+                               # 1-4 Hz), so it needs the level at which jitter is smoothed fully, on every axis.
+                               # Set after test takes were seen (docs/benchmarks.md, Denoising: disclosure)
 Progress = Callable[[int, int], None]
 
 
