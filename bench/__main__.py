@@ -40,6 +40,7 @@ class Clock:
 
 SAMPLING = "DPoser-X sampling (mask-conditioned, default)"
 OPTIMISATION = "DPoser-X optimisation (paper)"
+SAMPLING_REDUCED = "sampling, 10 draws per hypothesis reduced by k-means (default)"
 
 
 def run_convention(data_dir: Path) -> dict | None:
@@ -79,6 +80,9 @@ def run_completion(mode, data_dir, prior, combined, methods_body, seed, clock) -
             variants = {"optimisation, truncated [0.15, 0.05], fused": results[group][OPTIMISATION],
                         "optimisation, uniform [1, 0.001], fused": completion.dposer(prior.model, uniform),
                         "optimisation, truncated [0.15, 0.05], part combination": completion.dposer(combined.model)}
+            if prior.masked_body is not None:
+                variants.update({SAMPLING_REDUCED: results[group][SAMPLING],
+                                 "sampling, one draw per hypothesis": completion.dposer_sampling(prior, 1)})
             ablations[group] = {name: v if isinstance(v, dict) else completion.evaluate(
                 v, truth, prior.normalizer, group, mode.hypotheses, seed) for name, v in variants.items()}
             clock.log(f"ablations {group}: {ablations[group]}")

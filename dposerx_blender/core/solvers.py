@@ -255,9 +255,10 @@ def complete_by_sampling(masked_body, eps_model: EpsModel, observed: torch.Tenso
                          positions: Callable[[torch.Tensor], torch.Tensor], hypotheses: int = 10,
                          temperature: float = SAMPLED_COMPLETION["temperature"],
                          schedule: Schedule = SCHEDULES["complete"], generator: torch.Generator | None = None,
-                         progress: Progress | None = None) -> torch.Tensor:
+                         progress: Progress | None = None,
+                         draws_per_hypothesis: int = SAMPLED_COMPLETION["draws_per_hypothesis"]) -> torch.Tensor:
     """Whole-body model vectors (B, 162): the body by `sample_completion` with the mask-reading body network,
-    `SAMPLED_COMPLETION["draws_per_hypothesis"]` draws per hypothesis reduced to `hypotheses` by
+    `draws_per_hypothesis` draws per hypothesis reduced to `hypotheses` by
     `representatives` on `positions` (normalised model vectors (R, 162) -> joint positions (R, J, 3)); then, if
     hands or face have missing entries, DPoser's optimisation (`complete`, with `eps_model`) fills them with
     each hypothesis's body held fixed. -> (B, hypotheses, 162), observed entries exact."""
@@ -268,7 +269,7 @@ def complete_by_sampling(masked_body, eps_model: EpsModel, observed: torch.Tenso
     def stage_progress(stage):
         return None if progress is None else lambda done, total: progress(stage * total + done, stages * total)
 
-    draws = hypotheses * SAMPLED_COMPLETION["draws_per_hypothesis"]
+    draws = hypotheses * draws_per_hypothesis
     sampled = sample_completion(masked_body, observed[:, body], mask[:, body], draws, temperature=temperature,
                                 generator=generator, progress=stage_progress(0))
     candidates = observed[:, None].repeat(1, draws, 1)
