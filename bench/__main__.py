@@ -40,6 +40,7 @@ class Clock:
 
 SAMPLING = "DPoser-X sampling (mask-conditioned, default)"
 OPTIMISATION = "DPoser-X optimisation (paper)"
+SAMPLING_REDUCED = "sampling, 10 draws per hypothesis reduced by k-means (default)"
 
 
 def run_convention(data_dir: Path) -> dict | None:
@@ -79,6 +80,9 @@ def run_completion(mode, data_dir, prior, combined, methods_body, seed, clock) -
             variants = {"optimisation, truncated [0.15, 0.05], fused": results[group][OPTIMISATION],
                         "optimisation, uniform [1, 0.001], fused": completion.dposer(prior.model, uniform),
                         "optimisation, truncated [0.15, 0.05], part combination": completion.dposer(combined.model)}
+            if prior.masked_body is not None:
+                variants.update({SAMPLING_REDUCED: results[group][SAMPLING],
+                                 "sampling, one draw per hypothesis": completion.dposer_sampling(prior, 1)})
             ablations[group] = {name: v if isinstance(v, dict) else completion.evaluate(
                 v, truth, prior.normalizer, group, mode.hypotheses, seed) for name, v in variants.items()}
             clock.log(f"ablations {group}: {ablations[group]}")
@@ -164,10 +168,7 @@ def main(argv: list[str] | None = None) -> None:
         results = {**started, "mode": mode.name, "seed": args.seed, "threads": torch.get_num_threads(),
                    "tracks_hash": tracks_hash, "command": report.command(mode.name) + " --only denoising",
                    "denoising": run_denoising(mode, args.data, load_prior(variant="fused"), args.seed, clock)}
-        results["seconds"] = time.perf_counter() - clock.start
-        results["load"] = (load_at_start, os.getloadavg()[0])
-        cache.mkdir(parents=True, exist_ok=True)
-        (cache / f"results_{mode.name}_denoising.json").write_text(json.dumps(results, indent=1))
+        _finish(results, clock, load_at_start, cache / f"results_{mode.name}_denoising.json")
         report.replace_denoising(results, ROOT / "docs")
         clock.log("replaced the Denoising section of docs/benchmarks.md")
         return
@@ -196,12 +197,17 @@ def main(argv: list[str] | None = None) -> None:
     results["denoising"] = run_denoising(mode, args.data, prior, args.seed, clock)
     results["generation"] = run_generation(mode, prior, train, test, val, gmm, vae, args.seed, clock)
     results["speed"] = run_speed(mode, args.data, prior, clock)
-    results["seconds"] = time.perf_counter() - clock.start
-    results["load"] = (load_at_start, os.getloadavg()[0])
-    cache.mkdir(parents=True, exist_ok=True)
-    (cache / f"results_{mode.name}.json").write_text(json.dumps(results, indent=1))
+    _finish(results, clock, load_at_start, cache / f"results_{mode.name}.json")
     report.write(results, ROOT / "docs")
     clock.log("wrote docs/benchmarks.md")
+
+
+def _finish(results: dict, clock: Clock, load_at_start: float, path: Path) -> None:
+    """Record the run's duration and machine load, and keep the raw numbers at `path`."""
+    results["seconds"] = time.perf_counter() - clock.start
+    results["load"] = (load_at_start, os.getloadavg()[0])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=1))
 
 
 if __name__ == "__main__":

@@ -8,18 +8,19 @@ divided by the number of rows); a baseline's energy is the "prior" term in place
 from __future__ import annotations
 
 import time
+from functools import partial
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 import torch
 
-from dposerx_blender.core.layout import MODEL_SLICES, joint_mask_to_model_mask
+from dposerx_blender.core.layout import MODEL_SLICES, joint_mask_to_model_mask, model_to_pose
 from dposerx_blender.core.skeleton import NUM_JOINTS, OCCLUSION_GROUPS
-from dposerx_blender.core.layout import model_to_pose
 from dposerx_blender.core.limits import within_limits
-from dposerx_blender.core.solvers import (SCHEDULES, complete, complete_by_sampling, completion_data, completion_start,
-                                          optimize, per_row_prior)
+from dposerx_blender.core.solvers import (SAMPLED_COMPLETION, SCHEDULES, complete, complete_by_sampling, completion_data,
+                                          completion_start, optimize, per_row_prior)
+from dposerx_blender.core.tasks import normalised_positions
 from training.evaluate import affected_points, positions, to_model
 
 from .gmm import MaxMixtureEnergy
@@ -63,11 +64,14 @@ def dposer(model, schedule=SCHEDULES["complete"]) -> Method:
     return lambda obs, mask, k, generator: complete(model, obs, mask, k, schedule, generator)
 
 
-def dposer_sampling(prior) -> Method:
-    """What `tasks.complete` ships by default: the mask-reading body network samples the missing body joints
-    (hands, when missing, by the optimisation around each sampled body)."""
-    return lambda obs, mask, k, generator: complete_by_sampling(prior.masked_body, prior.model, obs, mask, k,
-                                                                generator=generator)
+def dposer_sampling(prior, draws_per_hypothesis: int = SAMPLED_COMPLETION["draws_per_hypothesis"]) -> Method:
+    """What `tasks.complete` ships by default: the mask-reading body network samples the missing body joints,
+    `draws_per_hypothesis` draws per hypothesis reduced by k-means (hands, when missing, by the optimisation
+    around each sampled body)."""
+    points = partial(normalised_positions, prior, tips=True)
+    return lambda obs, mask, k, generator: complete_by_sampling(prior.masked_body, prior.model, obs, mask, points,
+                                                                k, generator=generator,
+                                                                draws_per_hypothesis=draws_per_hypothesis)
 
 
 def no_prior() -> Method:

@@ -1,5 +1,5 @@
 """`python -m training.tune_completion RUN_DIR`: choose the sampled-completion settings (DDIM steps, eta,
-temperature) of the mask-reading body network on the VALIDATION split only, over the body occlusion groups
+temperature, draws per hypothesis) of the mask-reading body network on the VALIDATION split only, over the body occlusion groups
 of the bench (left_leg, legs, arms, trunk); prints a table and the chosen row (lowest mean of best-of-10 and
 mean-of-10 errors, averaged over the groups)."""
 from __future__ import annotations
@@ -16,13 +16,13 @@ from dposerx_blender.core.layout import joint_mask_to_model_mask
 from dposerx_blender.core.network import part_network
 from dposerx_blender.core.normalizer import Normalizer
 from dposerx_blender.core.skeleton import NUM_JOINTS, OCCLUSION_GROUPS
-from dposerx_blender.core.solvers import sample_completion
+from dposerx_blender.core.solvers import representatives, sample_completion
 
 from .evaluate import affected_points, from_model, positions
 from .train import ROOT, load_split
 
 GROUPS = ("left_leg", "legs", "arms", "trunk")
-GRID = {"steps": (10, 20), "eta": (0.5, 1.0), "temperature": (0.6, 0.8, 1.0, 1.2)}
+GRID = {"steps": (10, 20), "eta": (1.0,), "temperature": (0.8, 1.0, 1.2), "draws_per_hypothesis": (1, 10)}
 
 
 @torch.no_grad()
@@ -30,11 +30,15 @@ def errors(net, normalizer, truth: torch.Tensor, group: str, settings: dict, hyp
     joint_mask = torch.ones(NUM_JOINTS, dtype=torch.bool)
     joint_mask[list(OCCLUSION_GROUPS[group])] = False
     mask = from_model("body", joint_mask_to_model_mask(joint_mask)).expand_as(truth)
-    completed = sample_completion(net, normalizer.normalize(truth), mask, hypotheses,
-                                  generator=torch.Generator().manual_seed(0), **settings)
+    settings = dict(settings)
+    draws = hypotheses * settings.pop("draws_per_hypothesis")
+    generator = torch.Generator().manual_seed(0)
+    sampled = sample_completion(net, normalizer.normalize(truth), mask, draws, generator=generator, **settings)
     points = affected_points(OCCLUSION_GROUPS[group])
-    found = positions("body", normalizer.denormalize(completed.reshape(-1, truth.shape[1])))[:, points]
-    found = found.reshape(len(truth), hypotheses, len(points), 3)
+    found = positions("body", normalizer.denormalize(sampled.reshape(-1, truth.shape[1])))[:, points]
+    found = found.reshape(len(truth), draws, -1)
+    picks = representatives(found, hypotheses, generator)  # as solvers.complete_by_sampling, on the moved points
+    found = torch.take_along_dim(found, picks[..., None], dim=1).reshape(len(truth), hypotheses, len(points), 3)
     error = 1000 * (found - positions("body", truth)[:, None, points]).norm(dim=-1).mean(-1)
     return error.min(1).values.mean().item(), error.mean().item()
 

@@ -9,6 +9,8 @@ over one contract; the pose-space tasks in `tasks.py` build on them).
 - `sample_euler_maruyama`, `sample_ddim`: generation by the reverse SDE (the paper's sampler) or few-step DDIM,
   from t = 1 (generation) or from a partly noised pose (SDEdit-style variation), optionally conditioned on
   known dimensions by replacement; `SAMPLERS` names them.
+- `sample_completion`, `representatives`, `complete_by_sampling`: completion by sampling a mask-reading network,
+  many draws reduced to a few hypotheses that cover them (k-means in joint-position space).
 - `prior_energy`: the plausibility score used to rank hypotheses.
 
 Energies follow one convention: per-row values summed over the batch (rows are poses or frames), so a
@@ -194,9 +196,9 @@ def complete(eps_model: EpsModel, observed: torch.Tensor, mask: torch.Tensor, hy
     return torch.where(keep, obs, x).reshape(batch, hypotheses, dim)
 
 
-# Sampled completion with a mask-reading network (network.MaskedTimeFC): few DDIM steps, eta and temperature
-# chosen on the validation split (docs/model_card.md).
-SAMPLED_COMPLETION = {"steps": 20, "eta": 1.0, "temperature": 1.0}
+# Sampled completion with a mask-reading network (network.MaskedTimeFC): few DDIM steps, eta, temperature and
+# draws per returned hypothesis chosen on the validation split (`python -m training.tune_completion`).
+SAMPLED_COMPLETION = {"steps": 20, "eta": 1.0, "temperature": 1.0, "draws_per_hypothesis": 10}
 
 
 @torch.no_grad()
@@ -222,13 +224,44 @@ def sample_completion(masked_model, observed: torch.Tensor, mask: torch.Tensor, 
     return torch.where(known_mask, known, x0).reshape(batch, hypotheses, dim)
 
 
+@torch.no_grad()
+def representatives(points: torch.Tensor, k: int, generator: torch.Generator | None = None,
+                    iterations: int = 10) -> torch.Tensor:
+    """Choose k of each row's draws that cover them: k-means (k-means++ seeds, Lloyd iterations) on the draws'
+    point sets, then the draw nearest each centre, so every choice is a real draw. Of all k-point sets, the
+    k-means centres minimise the expected distance from a draw to its nearest one: the best of k hypotheses
+    gets as close as k can to wherever the truth is in the sampled distribution. points (B, N, P) -> (B, k)
+    indices into N, distinct unless draws coincide."""
+    batch, draws, _ = points.shape
+    rows = torch.arange(batch, device=points.device)
+    seeds = torch.empty(batch, k, dtype=torch.long, device=points.device)
+    seeds[:, 0] = torch.randint(draws, (batch,), generator=generator, device=points.device)
+    nearest = ((points - points[rows, seeds[:, 0], None]) ** 2).sum(-1)  # (B, N) squared distance to a seed
+    for j in range(1, k):
+        weights = torch.where(nearest.sum(1, keepdim=True) > 0, nearest, torch.ones_like(nearest))
+        seeds[:, j] = torch.multinomial(weights, 1, generator=generator)[:, 0]
+        nearest = torch.minimum(nearest, ((points - points[rows, seeds[:, j], None]) ** 2).sum(-1))
+    centres = points[rows[:, None], seeds]
+    for _ in range(iterations):
+        members = torch.nn.functional.one_hot(torch.cdist(points, centres).argmin(-1), k).to(points.dtype)
+        counts = members.sum(1)[..., None]  # (B, k, 1)
+        centres = torch.where(counts > 0, members.transpose(1, 2) @ points / counts.clamp(min=1), centres)
+    distance = torch.cdist(centres, points)  # (B, k, N)
+    member = torch.nn.functional.one_hot(distance.argmin(1), k).transpose(1, 2).bool()
+    return torch.where(member, distance, torch.inf).argmin(-1).where(member.any(-1), seeds)
+
+
 def complete_by_sampling(masked_body, eps_model: EpsModel, observed: torch.Tensor, mask: torch.Tensor,
-                         hypotheses: int = 10, temperature: float = SAMPLED_COMPLETION["temperature"],
+                         positions: Callable[[torch.Tensor], torch.Tensor], hypotheses: int = 10,
+                         temperature: float = SAMPLED_COMPLETION["temperature"],
                          schedule: Schedule = SCHEDULES["complete"], generator: torch.Generator | None = None,
-                         progress: Progress | None = None) -> torch.Tensor:
-    """Whole-body model vectors (B, 162): the body by `sample_completion` with the mask-reading body network;
-    then, if hands or face have missing entries, DPoser's optimisation (`complete`, with `eps_model`) fills
-    them with each hypothesis's body held fixed. -> (B, hypotheses, 162), observed entries exact."""
+                         progress: Progress | None = None,
+                         draws_per_hypothesis: int = SAMPLED_COMPLETION["draws_per_hypothesis"]) -> torch.Tensor:
+    """Whole-body model vectors (B, 162): the body by `sample_completion` with the mask-reading body network,
+    `draws_per_hypothesis` draws per hypothesis reduced to `hypotheses` by
+    `representatives` on `positions` (normalised model vectors (R, 162) -> joint positions (R, J, 3)); then, if
+    hands or face have missing entries, DPoser's optimisation (`complete`, with `eps_model`) fills them with
+    each hypothesis's body held fixed. -> (B, hypotheses, 162), observed entries exact."""
     body = MODEL_SLICES["body"]
     rest_missing = not bool(mask[:, body.stop:].all())
     stages = 2 if rest_missing else 1
@@ -236,10 +269,14 @@ def complete_by_sampling(masked_body, eps_model: EpsModel, observed: torch.Tenso
     def stage_progress(stage):
         return None if progress is None else lambda done, total: progress(stage * total + done, stages * total)
 
-    sampled = sample_completion(masked_body, observed[:, body], mask[:, body], hypotheses, temperature=temperature,
+    draws = hypotheses * draws_per_hypothesis
+    sampled = sample_completion(masked_body, observed[:, body], mask[:, body], draws, temperature=temperature,
                                 generator=generator, progress=stage_progress(0))
-    completed = observed[:, None].repeat(1, hypotheses, 1)
-    completed[..., body] = sampled
+    candidates = observed[:, None].repeat(1, draws, 1)
+    candidates[..., body] = sampled
+    points = positions(candidates.reshape(-1, candidates.shape[-1])).reshape(len(observed), draws, -1)
+    picks = representatives(points, hypotheses, generator)
+    completed = torch.take_along_dim(candidates, picks[..., None], dim=1)
     if not rest_missing:
         return completed
     row_mask = mask.repeat_interleave(hypotheses, 0).clone()

@@ -112,7 +112,7 @@ def _model_mask(joint_mask: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(joint_mask_to_model_mask(joint_mask))
 
 
-def _positions(prior, x: torch.Tensor, global_orient: torch.Tensor | None = None, rest=None,
+def normalised_positions(prior, x: torch.Tensor, global_orient: torch.Tensor | None = None, rest=None,
                tips: bool = False) -> torch.Tensor:
     """Normalised model vectors (B, 162) -> joint positions (B, 55 [+ tips], 3) in metres, differentiable."""
     pose = model_to_pose(prior.normalizer.denormalize(x), global_orient)
@@ -157,7 +157,8 @@ def complete(prior, pose, observed, hypotheses: int = 10, seed: int = 0, strengt
         completed = solvers.complete(prior.model, x, model_mask, hypotheses, schedule, generator, progress)
     else:
         temperature = SAMPLED_COMPLETION["temperature"] * 2.0 ** (1.0 - strength)
-        completed = complete_by_sampling(prior.masked_body, prior.model, x, model_mask, hypotheses, temperature,
+        completed = complete_by_sampling(prior.masked_body, prior.model, x, model_mask,
+                                         partial(normalised_positions, prior, tips=True), hypotheses, temperature,
                                          schedule, generator, progress)
     energy = prior_energy(prior.model, completed.reshape(-1, MODEL_DIM), seed=seed).reshape(len(poses), hypotheses)
     order = torch.argsort(energy, dim=1, stable=True)
@@ -313,7 +314,7 @@ def solve_pins(prior, pose, targets: dict, observed=None, rest_joints=None, seed
     rest = None if rest_joints is None else torch.from_numpy(rest_joints).float()
     goal = torch.from_numpy(np.stack(positions)).float()
 
-    terms = {"data": lambda x, _step: ((_positions(prior, x, orient, rest)[:, pinned] - goal) ** 2).sum((-1, -2)),
+    terms = {"data": lambda x, _step: ((normalised_positions(prior, x, orient, rest)[:, pinned] - goal) ** 2).sum((-1, -2)),
              "stay": lambda x, _step: ((x - x0) ** 2).sum(-1),
              "prior": dposer_term(prior.model, generator=generator)}
     x = optimize(x0, terms, schedule or SCHEDULES["pins"], free=~_model_mask(keep)[None], progress=progress)
