@@ -429,10 +429,10 @@ def write_track(rig: MappedRig, poses: np.ndarray, joints, frames: np.ndarray, w
     chosen = _writable(rig, joints)
     if not chosen:
         return write([], frames)
-    measured = _measured_track(rig, frames)
     at = np.arange(len(frames))  # the frames corrected
     previous, steps = None, np.ones((len(frames), len(chosen)))
     for done in range(PASSES):
+        measured = _measure(rig, frames[at]) if done else _measured_track(rig, frames)
         aimed, remaining, steps = _aim(rig, poses[at], chosen, measured, previous, steps)
         if done and _errors_degrees(remaining).max() < SETTLED_DEGREES:
             break
@@ -440,11 +440,10 @@ def write_track(rig: MappedRig, poses: np.ndarray, joints, frames: np.ndarray, w
         written = write(channels, frames[at])
         if not done:
             result = written
-            if not rig.constrained:
+            at = at[_keyed(rig, channels, frames)] if rig.constrained else at[:0]
+            if not at.size:
                 break
-            keyed = _keyed(rig, channels, frames)
-            at, remaining, steps = at[keyed], remaining[keyed], steps[keyed]
-        measured = _measure(rig, frames[at])
+            remaining, steps = remaining[at], steps[at]
         previous = remaining
     return result
 

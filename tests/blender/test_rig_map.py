@@ -152,6 +152,29 @@ def test_track_round_trip_on_every_mapped_joint(make):
     assert curve_keys(ob) == keys
 
 
+def test_rigify_track_corrects_its_keys_only(monkeypatch):
+    """Sparse keys on Rigify: the correction passes evaluate the rig only at the keyed frames (once a pass), and
+    the keys keep their frames; on the keyed frames the track reads back within the bar."""
+    ob = rigify_rig()
+    rig = rig_bridge.find_rig(ob)
+    mask = posable(rig)
+    joints = np.flatnonzero(mask)
+    keyed = np.array([1.0, 5.0, 9.0])
+    rig_bridge.key_track(rig, varied_track(mask, 3), joints, keyed)
+    keys = curve_keys(ob)
+    frames = np.arange(1, 10, dtype=float)
+    goals = rig_bridge.read_track(rig, frames) + np.where(np.repeat(mask, 3), 0.06, 0.0)
+    evaluated = []
+    measure = mapped_rig._at_frames
+    monkeypatch.setattr(mapped_rig, "_at_frames", lambda rig, at, *args: evaluated.append(list(at)) or
+                        measure(rig, at, *args))
+    rig_bridge.update_track_keys(rig, goals, joints, frames)
+    assert evaluated and all(at == list(keyed) for at in evaluated)  # read_track's evaluation is reused
+    assert curve_keys(ob) == keys
+    errors = rotation_errors_degrees(goals[[0, 4, 8]], rig_bridge.read_track(rig, keyed))[:, joints]
+    assert errors.max() < ROUND_TRIP_DEGREES, dict(zip(joints, errors.max(0).round(3)))
+
+
 def test_track_write_reuses_its_read_only_while_the_rig_is_unchanged(monkeypatch):
     """Writing the frames read_track just read evaluates them once, not twice; after an edit in between (here the
     spine's keys, under the written arms) the frames are evaluated again and the arms land where they should."""
