@@ -1,8 +1,8 @@
 """What the rig map adds to a job: Complete Pose and Clean Mocap run through the operators (bundled prior, CPU,
 one torch thread), split into the solver's time and the rest, on the project's SMPL-X skeleton and on users'
 rigs (a Mixamo-named A-pose rig built like the tests' and a Rigify rig generated from Blender's Human metarig),
-the same poses on each. Also timed alone: the conversions (read the pose, write it back; read and key a track)
-that a map replaces.
+the same poses on each. Also timed alone: the conversions (read the pose, write it back; read and key a track; a
+clean-up's write into those keys, every joint 3 degrees along each axis) that a map replaces.
 
 `.venv/bin/python -m bench.rig_map_overhead` prints a table (median of the repeats, seconds).
 """
@@ -85,6 +85,15 @@ def measure(name, make) -> dict:
     track = np.stack([mapped_pose(mask, s, 0.3) for s in range(FRAMES)])
     out["key track"] = timed(lambda: rig_bridge.key_track(rig, track, joints, frames), 3)
     out["read track"] = timed(lambda: rig_bridge.read_track(rig, frames), 3)
+
+    def clean_up_write() -> float:
+        """A clean-up's write after its read (Clean Mocap's order): every written joint 3 degrees along each axis."""
+        read = rig_bridge.read_track(rig, frames)
+        start = time.perf_counter()
+        rig_bridge.update_track_keys(rig, read + np.radians(3) * np.repeat(mask, 3), joints, frames)
+        return time.perf_counter() - start
+
+    out["clean-up write"] = statistics.median(clean_up_write() for _ in range(3))
     bpy.context.view_layer.objects.active = ob
     bpy.ops.object.mode_set(mode='POSE')
     for pose_bone in ob.pose.bones:  # lock the arms' bones: Complete Pose completes the rest

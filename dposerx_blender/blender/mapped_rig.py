@@ -28,6 +28,7 @@ from . import keyframes
 
 REFERENCE_KEY = "dposerx_rest_reference"  # object ID property: bone -> (w, x, y, z) of the calibrated rest pose
 WRITE_TOLERANCE_DEGREES = 0.5
+PASSES, SETTLED_DEGREES = 13, 0.01  # a write's passes at most, and the error (every joint) that ends them
 presets = functools.cache(load_joint_maps)  # the shipped joint maps never change while Blender runs
 
 
@@ -42,6 +43,9 @@ class MappedRig:
     pose_order: np.ndarray  # (B,) index in object.pose.bones of each bone of converter.armature
     evaluated: np.ndarray  # indices of the bones whose evaluated rotation the conversions use
     copies: dict  # bone -> ((bone whose rotation it copies, influence), ...): see rig_map.bases_for
+    # A bone the conversions evaluate has a constraint (Rigify's controls drive its ORG and DEF bones): a write
+    # may need passes to settle there; plain FK rigs (Mixamo, Unreal, MPFB, SMPL-X...) follow in one.
+    constrained: bool
     # read_track's measurement, for the write of the same frames that follows it (see _measured_track)
     track: dict = field(default_factory=dict, compare=False, repr=False)
 
@@ -183,9 +187,11 @@ def find_mapped_rig(ob) -> MappedRig:
         evaluated.add(b)
         copies[b] = _copied(ob, armature, b)
         waiting += [armature.parents[b], *(copied for copied, _ in copies[b])]
+    constrained = any(c.enabled and c.influence > 0 for b in evaluated
+                      for c in pose_bones[armature.names[b]].constraints)
     return MappedRig(ob, converter, tuple(names), overridden, lacking, float(np.mean(ob.matrix_world.to_scale())),
                      np.array([position[name] for name in armature.names]), np.array(sorted(evaluated)),
-                     {b: found for b, found in copies.items() if found})
+                     {b: found for b, found in copies.items() if found}, constrained)
 
 
 def _copied(ob, armature: ArmatureRest, b: int) -> tuple:
@@ -299,14 +305,18 @@ def _measure(rig: MappedRig, frames: np.ndarray | None = None) -> tuple[np.ndarr
             {b: np.stack([channels[i] for _, channels in states]) for i, b in enumerate(bones)})
 
 
+def _writable(rig: MappedRig, joints) -> list[int]:
+    unwritable = rig.unwritable
+    return [j for j in np.asarray(list(joints), dtype=int).tolist() if not unwritable[j]]
+
+
 def _targets(rig: MappedRig, poses: np.ndarray, joints, current: np.ndarray) -> tuple[dict, dict]:
     """({write bone index: (T, 3, 3) rotation delta}, {read bone index: its expected delta}) for the writable
     `joints`.
 
     A write bone other than the bone read (Rigify's FK control and the ORG bone that copies it) turns in
     armature space as the read bone must turn from its `current` (T or 1, B, 3, 3) evaluated rotation."""
-    unwritable = rig.unwritable
-    chosen = [j for j in np.asarray(list(joints), dtype=int).tolist() if not unwritable[j]]
+    chosen = _writable(rig, joints)
     armature = rig.converter.armature
     deltas = rig.converter.write(poses, chosen)
     targets, expected = {}, {}
@@ -351,36 +361,50 @@ def _set(rig: MappedRig, channels) -> None:
         setattr(rig.object.path_resolve(owner), prop, channel.values[0])
 
 
+def _aim(rig: MappedRig, poses: np.ndarray, chosen: list[int], measured, previous: np.ndarray | None,
+         steps: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One pass of writing the `chosen` joints of poses (T, 165) to the rig as `measured` (_measure, the same T
+    frames): (the poses to write (T, 165), the errors (T, J, 3) from each joint's pose as read to its goal, the
+    step sizes (T, J) taken; see rig_map.pass_steps, with the last pass's errors `previous` and `steps`).
+
+    Joints not written keep their local rotations as the rig now has them (a limb in IK keeps its hand in place
+    as the chest turns), and the others are placed relative to that."""
+    count = len(poses)
+    achieved = rig.converter.read(measured[0]).reshape(count, NUM_JOINTS, 3)
+    goal = poses.reshape(count, NUM_JOINTS, 3).copy()
+    kept = np.setdiff1d(np.arange(NUM_JOINTS), chosen)
+    goal[:, kept] = achieved[:, kept]
+    reached, wanted = achieved[:, chosen].reshape(-1, 3), goal[:, chosen].reshape(-1, 3)
+    remaining = (Rotation.from_rotvec(reached).inv() * Rotation.from_rotvec(wanted)).as_rotvec()
+    steps = pass_steps(remaining, None if previous is None else previous.reshape(-1, 3), steps.reshape(-1))
+    longer = steps != 1
+    wanted[longer] = stepped(reached[longer], remaining[longer], steps[longer])
+    goal[:, chosen] = wanted.reshape(count, len(chosen), 3)
+    return goal.reshape(count, -1), remaining.reshape(count, len(chosen), 3), steps.reshape(count, len(chosen))
+
+
+def _errors_degrees(remaining: np.ndarray) -> np.ndarray:
+    return np.degrees(np.linalg.norm(remaining, axis=-1))
+
+
 def apply_pose(rig: MappedRig, pose: np.ndarray, joints, key_frame: float | None = None) -> None:
-    """Set the writable `joints` to pose (165,) (parents first; constrained parents and stretchy spines need more
-    passes: up to thirteen, until within 0.01 degrees; joints that follow their controls in part take longer steps,
-    see rig_map.pass_steps), and key them at `key_frame`. DPoserError, with the rig as it was, when a joint does
-    not follow."""
+    """Set the writable `joints` to pose (165,) (constrained parents and stretchy spines need more passes: up to
+    PASSES, until within SETTLED_DEGREES; joints that follow their controls in part take longer steps, see _aim),
+    and key them at `key_frame`. DPoserError, with the rig as it was, when a joint does not follow."""
     from .rig_bridge import current_channels, rotation_path
 
-    unwritable = rig.unwritable
-    chosen = [j for j in np.asarray(list(joints), dtype=int).tolist() if not unwritable[j]]
+    chosen = _writable(rig, joints)
     if not chosen:
         return
     before = {pb.name: (rotation_path(pb.rotation_mode), current_channels(pb)) for pb in rig.object.pose.bones}
-    kept = np.setdiff1d(np.arange(NUM_JOINTS), chosen)
-    previous, steps = None, np.ones(len(chosen))
-    for _ in range(13):
-        # Joints not written keep their local rotations as the rig now has them (a limb in IK keeps its hand in
-        # place as the chest turns), and the others are placed relative to that.
+    previous, steps = None, np.ones((1, len(chosen)))
+    for _ in range(PASSES):
         measured = _measure(rig)
-        achieved = rig.converter.read(measured[0])[0].reshape(NUM_JOINTS, 3)
-        goal = pose.reshape(NUM_JOINTS, 3).copy()
-        goal[kept] = achieved[kept]
-        remaining = (Rotation.from_rotvec(achieved[chosen]).inv() * Rotation.from_rotvec(goal[chosen])).as_rotvec()
-        errors = np.degrees(np.linalg.norm(remaining, axis=-1))
-        if errors.max() < 0.01:
+        aimed, remaining, steps = _aim(rig, pose[None], chosen, measured, previous, steps)
+        errors = _errors_degrees(remaining)[0]
+        if errors.max() < SETTLED_DEGREES:
             break
-        steps = pass_steps(remaining, previous, steps)
-        aimed = goal.copy()
-        longer = steps != 1
-        aimed[np.asarray(chosen)[longer]] = stepped(achieved[chosen][longer], remaining[longer], steps[longer])
-        _set(rig, _channels(rig, aimed.reshape(1, -1), chosen, measured, None))
+        _set(rig, _channels(rig, aimed, chosen, measured, None))
         previous = remaining
     stray = [JOINT_NAMES[j] for j, e in zip(chosen, errors) if e > WRITE_TOLERANCE_DEGREES]
     if stray:
@@ -395,9 +419,42 @@ def apply_pose(rig: MappedRig, pose: np.ndarray, joints, key_frame: float | None
         keyframes.write_channels(keyframes.object_channelbag(rig.object), channels, np.array([key_frame]))
 
 
-def key_track(rig: MappedRig, poses: np.ndarray, joints, frames: np.ndarray) -> None:
-    channels = pose_channels(rig, poses, joints, frames[0], frames)
-    keyframes.write_channels(keyframes.object_channelbag(rig.object), channels, frames)
+def write_track(rig: MappedRig, poses: np.ndarray, joints, frames: np.ndarray, write):
+    """Write the writable `joints` of poses (T, 165) at `frames` (T,) with write(channels, frames) (see
+    rig_bridge.write_track), in passes as apply_pose sets a pose, each pass evaluating the rig once at each frame
+    it corrects: the frames where the written bones have keys (a curve's other frames follow its interpolation).
+    One pass, with no evaluation after it, on a rig without constraints (plain FK follows exactly). Returns what
+    the first write returned (the later ones set the same keys)."""
+    frames = np.asarray(frames, dtype=np.float64)
+    chosen = _writable(rig, joints)
+    if not chosen:
+        return write([], frames)
+    at = np.arange(len(frames))  # the frames corrected
+    previous, steps = None, np.ones((len(frames), len(chosen)))
+    for done in range(PASSES):
+        measured = _measure(rig, frames[at]) if done else _measured_track(rig, frames)
+        aimed, remaining, steps = _aim(rig, poses[at], chosen, measured, previous, steps)
+        if done and _errors_degrees(remaining).max() < SETTLED_DEGREES:
+            break
+        channels = _channels(rig, aimed, chosen, measured, frames[0])
+        written = write(channels, frames[at])
+        if not done:
+            result = written
+            at = at[_keyed(rig, channels, frames)] if rig.constrained else at[:0]
+            if not at.size:
+                break
+            remaining, steps = remaining[at], steps[at]
+        previous = remaining
+    return result
+
+
+def _keyed(rig: MappedRig, channels, frames: np.ndarray) -> np.ndarray:
+    """(T,) bool: `frames` next to a key of the channels' F-curves (sub-frame keys take both their neighbours)."""
+    channelbag = keyframes.object_channelbag(rig.object, create=False)
+    keys = [keyframes.key_frames(channelbag.fcurves.find(channel.data_path, index=i))
+            for channel in channels for i in range(channel.values.shape[1])] if channelbag is not None else []
+    keys = np.concatenate([k for k in keys if k is not None] or [np.empty(0)])
+    return np.isin(frames, np.floor(keys)) | np.isin(frames, np.ceil(keys))
 
 
 # --- Geometry: rest joints, pins, translation ---------------------------------------------------------------

@@ -292,10 +292,18 @@ def apply_pose(rig: Rig, pose: np.ndarray, joints, key_frame: float | None = Non
 
 
 @_or_mapped
+def write_track(rig: Rig, poses: np.ndarray, joints, frames: np.ndarray, write):
+    """Write `joints` of poses (T, 165) at `frames` (T,) with write(channels, frames) (channels sampled at those
+    frames, see pose_channels; it keys them: key_track, update_track_keys) and return what it returns. A mapped
+    rig whose controls drive its bones through constraints is written again where it did not follow
+    (mapped_rig.write_track)."""
+    return write(pose_channels(rig, poses, joints, frames[0], frames), frames)
+
+
 def key_track(rig: Rig, poses: np.ndarray, joints, frames: np.ndarray) -> None:
     """Key `joints` of poses (T, 165) at `frames` (T,), replacing keys in that span only."""
-    channels = pose_channels(rig, poses, joints, frames[0], frames)
-    keyframes.write_channels(keyframes.object_channelbag(rig.object), channels, frames)
+    channelbag = keyframes.object_channelbag(rig.object)
+    write_track(rig, poses, joints, frames, lambda channels, at: keyframes.write_channels(channelbag, channels, at))
 
 
 def keyed_joints(rig: Rig, start: float, end: float) -> np.ndarray:
@@ -323,19 +331,23 @@ def update_track_keys(rig: Rig, poses: np.ndarray, joints, frames: np.ndarray, a
     its keys' frames and interpolation. Bones without a rotation curve get none, unless `add_curves`: then
     they are keyed on every frame (key_track). Returns the number of keys written."""
     channelbag = keyframes.object_channelbag(rig.object)
-    written, missing = 0, []
-    for channel in pose_channels(rig, poses, joints, frames[0], frames):
-        curves = [channelbag.fcurves.find(channel.data_path, index=i) for i in range(channel.values.shape[1])]
-        if not any(curves):
-            missing.append(channel)
-            continue
-        current = keyframes.evaluate_channel(channelbag, channel.data_path, len(curves), frames, channel.values[0])
-        values = _nearest_equivalent(channel, current)
-        written += sum(keyframes.update_keys(c, frames, values[:, i]) for i, c in enumerate(curves) if c)
-    if add_curves and missing:
-        keyframes.write_channels(channelbag, missing, frames)
-        written += sum(c.values.size for c in missing)
-    return written
+
+    def write(channels, at: np.ndarray) -> int:
+        written, missing = 0, []
+        for channel in channels:
+            curves = [channelbag.fcurves.find(channel.data_path, index=i) for i in range(channel.values.shape[1])]
+            if not any(curves):
+                missing.append(channel)
+                continue
+            current = keyframes.evaluate_channel(channelbag, channel.data_path, len(curves), at, channel.values[0])
+            values = _nearest_equivalent(channel, current)
+            written += sum(keyframes.update_keys(c, at, values[:, i]) for i, c in enumerate(curves) if c)
+        if add_curves and missing:
+            keyframes.write_channels(channelbag, missing, at)
+            written += sum(c.values.size for c in missing)
+        return written
+
+    return write_track(rig, poses, joints, frames, write)
 
 
 def _nearest_equivalent(channel: keyframes.Channel, current: np.ndarray) -> np.ndarray:

@@ -4,6 +4,7 @@ SMPL-X pose -> rig -> SMPL-X round trips, the jobs through the map (fake solvers
 import bpy
 import numpy as np
 import pytest
+from scipy.spatial.transform import Rotation
 from bpy_extras.anim_utils import action_get_channelbag_for_slot
 from conftest import select_bones, snapshot
 
@@ -107,6 +108,73 @@ def test_clean_mocap_through_the_map(calls):
     assert rotation_errors_degrees(expected.reshape(4, -1), cleaned)[:, joints].max() < ROUND_TRIP_DEGREES
 
 
+def varied_track(mask: np.ndarray, count: int) -> np.ndarray:
+    """count poses (count, 165) on the joints `mask`: random ones, the spine and neck also bending forward, sideways
+    and twisting, up to 30 degrees each way along the track."""
+    poses = np.stack([mapped_pose(mask, s, 0.3) for s in range(count)]).reshape(count, 55, 3)
+    bend = np.linspace(-0.5, 0.5, count)
+    for name in ("spine1", "spine2", "spine3", "neck"):
+        poses[:, JOINT_INDEX[name]] += np.stack([bend, 0.6 * bend[::-1], 0.4 * bend], axis=1)
+    return poses.reshape(count, -1)
+
+
+def curve_keys(ob) -> dict:
+    channelbag = action_get_channelbag_for_slot(ob.animation_data.action, ob.animation_data.action_slot)
+    return {(fc.data_path, fc.array_index): [(k.co[0], k.interpolation) for k in fc.keyframe_points]
+            for fc in channelbag.fcurves}
+
+
+@pytest.mark.parametrize("make", [RIGS["rigify"], RIGS["mixamo"]], ids=["rigify", "mixamo"])
+def test_track_round_trip_on_every_mapped_joint(make):
+    """A track keyed from the rest pose (as an npz or BVH import keys it), then corrected by a few degrees on every
+    joint (as Clean Mocap writes its result into those keys), reads back within the round-trip bar on every
+    mapped joint at every frame, with the same keys and F-curves after the correction."""
+    ob = make()
+    rig = rig_bridge.find_rig(ob)
+    mask = posable(rig)
+    joints = np.flatnonzero(mask)
+    frames = np.arange(1, 25, dtype=float)
+    poses = varied_track(mask, len(frames))
+    rig_bridge.key_track(rig, poses, joints, frames)
+    errors = rotation_errors_degrees(poses, rig_bridge.read_track(rig, frames))[:, joints]
+    assert errors.max() < ROUND_TRIP_DEGREES, dict(zip(joints, errors.max(0).round(3)))
+
+    keys = curve_keys(ob)
+    track = rig_bridge.read_track(rig, frames)
+    turns = np.random.default_rng(5).normal(size=(len(frames), 55, 3))
+    turns *= np.radians(5) / np.linalg.norm(turns, axis=-1, keepdims=True)  # 5 degrees each
+    corrected = (Rotation.from_rotvec(track.reshape(-1, 3)) * Rotation.from_rotvec(turns.reshape(-1, 3)))
+    corrected = np.where(mask[None, :, None], corrected.as_rotvec().reshape(turns.shape), track.reshape(turns.shape))
+    corrected = corrected.reshape(len(frames), -1)
+    rig_bridge.update_track_keys(rig, corrected, joints, frames)
+    errors = rotation_errors_degrees(corrected, rig_bridge.read_track(rig, frames))[:, joints]
+    assert errors.max() < ROUND_TRIP_DEGREES, dict(zip(joints, errors.max(0).round(3)))
+    assert curve_keys(ob) == keys
+
+
+def test_rigify_track_corrects_its_keys_only(monkeypatch):
+    """Sparse keys on Rigify: the correction passes evaluate the rig only at the keyed frames (once a pass), and
+    the keys keep their frames; on the keyed frames the track reads back within the bar."""
+    ob = rigify_rig()
+    rig = rig_bridge.find_rig(ob)
+    mask = posable(rig)
+    joints = np.flatnonzero(mask)
+    keyed = np.array([1.0, 5.0, 9.0])
+    rig_bridge.key_track(rig, varied_track(mask, 3), joints, keyed)
+    keys = curve_keys(ob)
+    frames = np.arange(1, 10, dtype=float)
+    goals = rig_bridge.read_track(rig, frames) + np.where(np.repeat(mask, 3), 0.06, 0.0)
+    evaluated = []
+    measure = mapped_rig._at_frames
+    monkeypatch.setattr(mapped_rig, "_at_frames", lambda rig, at, *args: evaluated.append(list(at)) or
+                        measure(rig, at, *args))
+    rig_bridge.update_track_keys(rig, goals, joints, frames)
+    assert evaluated and all(at == list(keyed) for at in evaluated)  # read_track's evaluation is reused
+    assert curve_keys(ob) == keys
+    errors = rotation_errors_degrees(goals[[0, 4, 8]], rig_bridge.read_track(rig, keyed))[:, joints]
+    assert errors.max() < ROUND_TRIP_DEGREES, dict(zip(joints, errors.max(0).round(3)))
+
+
 def test_track_write_reuses_its_read_only_while_the_rig_is_unchanged(monkeypatch):
     """Writing the frames read_track just read evaluates them once, not twice; after an edit in between (here the
     spine's keys, under the written arms) the frames are evaluated again and the arms land where they should."""
@@ -141,12 +209,12 @@ def test_track_write_reuses_its_read_only_while_the_rig_is_unchanged(monkeypatch
     assert rotation_errors_degrees(goals(track), rig_bridge.read_track(again, frames))[:, arms].max() < 0.01
 
 
-@pytest.mark.parametrize("name", ["ue4_mannequin", "mpfb_default"])
+@pytest.mark.parametrize("name", ["ue4_mannequin", "mpfb_default", "rigify"])
 def test_npz_import_and_export_through_the_map(tmp_path, name):
-    ob = build_rig(name)
+    ob = RIGS[name]()
     rig = rig_bridge.find_rig(ob)
     mask = posable(rig)
-    poses = np.stack([mapped_pose(mask, s, 0.3) for s in range(5)])
+    poses = varied_track(mask, 5)
     trans = np.random.default_rng(1).normal(size=(5, 3)) * 0.2
     bpy.context.scene.render.fps = 30
     write_amass_npz(tmp_path / "in.npz", AmassMotion(poses, trans, 30.0))
@@ -278,7 +346,6 @@ def test_pins_library_and_hypotheses_through_the_map(calls):
 def test_bvh_with_mixamo_names_onto_a_vrm_rig(tmp_path):
     """A BVH named like Mixamo's rig is read with the mixamo preset (armature presets serve files too) and keyed
     onto a VRM rig through its map: the body joints both maps drive match the retargeter's result."""
-    from scipy.spatial.transform import Rotation
 
     from dposerx_blender.core.mocap.bvh import read_bvh, write_bvh
     from dposerx_blender.core.mocap.motion import Motion
