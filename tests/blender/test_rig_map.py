@@ -233,6 +233,21 @@ def test_pose_assets_apply_the_generated_poses(make):
         assert errors.max() < ROUND_TRIP_DEGREES, (asset.name, dict(zip(joints, errors.round(3))))
 
 
+def test_pose_library_that_cannot_be_set_changes_nothing(calls):
+    """A Rigify elbow held straight by a constraint its map does not know of (on the bone read, not the one
+    written): Generate Pose Library reports it and leaves the scene as it was, with no assets."""
+    ob = rigify_rig()
+    limit = ob.pose.bones["ORG-forearm.L"].constraints.new('LIMIT_ROTATION')
+    limit.use_limit_x = limit.use_limit_y = limit.use_limit_z = True
+    bpy.context.view_layer.objects.active = ob
+    settings = bpy.context.scene.dposerx
+    settings.library_count, settings.library_assets, settings.library_keys = 2, True, False
+    before = snapshot()
+    with pytest.raises(RuntimeError, match="left_elbow.* did not follow"):
+        bpy.ops.dposerx.generate_library()
+    assert snapshot() == before
+
+
 @pytest.mark.parametrize("name", ["ue4_mannequin", "mpfb_default", "rigify"])
 def test_npz_import_and_export_through_the_map(tmp_path, name):
     ob = RIGS[name]()
