@@ -338,7 +338,8 @@ def pose_channels(rig: MappedRig, poses: np.ndarray, joints, reference_frame: fl
 
     Without `frames`, on a rig whose bones follow their controls only through constraints (Rigify's spine), each
     pose is set on the rig as apply_pose sets it (in passes), its channels are taken there, and the rig's pose is
-    restored: channels that reproduce the pose once set (a pose asset's). Plain FK rigs take one measurement."""
+    restored: channels that reproduce the pose once set (a pose asset's), each pose's as set. Plain FK rigs take
+    one measurement."""
     if frames is not None:
         return _channels(rig, poses, joints, _measured_track(rig, np.asarray(frames, dtype=np.float64)),
                          reference_frame)
@@ -427,13 +428,18 @@ def _settle(rig: MappedRig, pose: np.ndarray, chosen: list[int]) -> np.ndarray:
     return errors
 
 
-def _check_followed(rig: MappedRig, chosen: list[int], errors: np.ndarray, state: dict) -> None:
-    """DPoserError, with the rig restored to `state`, when a joint is off its pose by more than the tolerance."""
+def _check_followed(rig: MappedRig, chosen: list[int], errors: np.ndarray) -> None:
+    """DPoserError when a joint is off its pose by more than the tolerance (the caller restores the rig)."""
     stray = [JOINT_NAMES[j] for j, e in zip(chosen, errors) if e > WRITE_TOLERANCE_DEGREES]
     if stray:
-        _restore(rig, state)
         raise DPoserError(f"'{rig.object.name}': {', '.join(stray)} did not follow the bones DPoser-X wrote (a "
                           f"constraint or IK drives them): nothing was changed. Check the rig map's write bones.")
+
+
+def _channels_as_set(rig: MappedRig, chosen: list[int], reference_frame: float | None):
+    """The channels of the `chosen` joints' bones as the rig now has them, on every written bone."""
+    measured = _measure(rig)
+    return _channels(rig, rig.converter.read(measured[0]), chosen, measured, reference_frame)
 
 
 def _settled_channels(rig: MappedRig, pose: np.ndarray, chosen: list[int], reference_frame: float | None):
@@ -443,11 +449,12 @@ def _settled_channels(rig: MappedRig, pose: np.ndarray, chosen: list[int], refer
         return []
     state = _pose_state(rig)
     try:
-        _check_followed(rig, chosen, _settle(rig, pose, chosen), state)
-        measured = _measure(rig)
-        return _channels(rig, rig.converter.read(measured[0]), chosen, measured, reference_frame)
+        errors = _settle(rig, pose, chosen)
+        channels = _channels_as_set(rig, chosen, reference_frame)
     finally:
         _restore(rig, state)
+    _check_followed(rig, chosen, errors)
+    return channels
 
 
 def apply_pose(rig: MappedRig, pose: np.ndarray, joints, key_frame: float | None = None) -> None:
@@ -457,11 +464,14 @@ def apply_pose(rig: MappedRig, pose: np.ndarray, joints, key_frame: float | None
     if not chosen:
         return
     state = _pose_state(rig)
-    _check_followed(rig, chosen, _settle(rig, pose, chosen), state)
+    try:
+        _check_followed(rig, chosen, _settle(rig, pose, chosen))
+    except Exception:
+        _restore(rig, state)
+        raise
     if key_frame is not None:
-        measured = _measure(rig)  # the pose as it now is, on every written bone
-        channels = _channels(rig, rig.converter.read(measured[0]), chosen, measured, None)
-        keyframes.write_channels(keyframes.object_channelbag(rig.object), channels, np.array([key_frame]))
+        keyframes.write_channels(keyframes.object_channelbag(rig.object), _channels_as_set(rig, chosen, None),
+                                 np.array([key_frame]))
 
 
 def write_track(rig: MappedRig, poses: np.ndarray, joints, frames: np.ndarray, write):
