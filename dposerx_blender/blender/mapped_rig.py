@@ -334,9 +334,21 @@ def pose_channels(rig: MappedRig, poses: np.ndarray, joints, reference_frame: fl
                   frames: np.ndarray | None = None) -> list[keyframes.Channel]:
     """Channels of the written bones for poses (T, 165) at `frames` (T,) (None: the current pose), continuous
     along T (see rig_bridge.pose_channels); bones not written keep their place relative to their parents as they
-    are at each frame (bones not written keep their animation: with `frames`, the rig is measured at each)."""
-    measured = _measure(rig) if frames is None else _measured_track(rig, np.asarray(frames, dtype=np.float64))
-    return _channels(rig, poses, joints, measured, reference_frame)
+    are at each frame (bones not written keep their animation: with `frames`, the rig is measured at each).
+
+    Without `frames`, on a rig whose bones follow their controls only through constraints (Rigify's spine), each
+    pose is set on the rig as apply_pose sets it (in passes), its channels are taken there, and the rig's pose is
+    restored: channels that reproduce the pose once set (a pose asset's), each pose's as set. Plain FK rigs take
+    one measurement."""
+    if frames is not None:
+        return _channels(rig, poses, joints, _measured_track(rig, np.asarray(frames, dtype=np.float64)),
+                         reference_frame)
+    if not rig.constrained:
+        return _channels(rig, poses, joints, _measure(rig), reference_frame)
+    chosen = _writable(rig, joints)
+    settled = [_settled_channels(rig, pose, chosen, reference_frame) for pose in poses]
+    return [keyframes.Channel(channel.data_path, channel.group, np.concatenate([s[i].values for s in settled]))
+            for i, channel in enumerate(settled[0])]
 
 
 def _channels(rig: MappedRig, poses: np.ndarray, joints, measured, reference_frame: float | None):
@@ -387,16 +399,23 @@ def _errors_degrees(remaining: np.ndarray) -> np.ndarray:
     return np.degrees(np.linalg.norm(remaining, axis=-1))
 
 
-def apply_pose(rig: MappedRig, pose: np.ndarray, joints, key_frame: float | None = None) -> None:
-    """Set the writable `joints` to pose (165,) (constrained parents and stretchy spines need more passes: up to
-    PASSES, until within SETTLED_DEGREES; joints that follow their controls in part take longer steps, see _aim),
-    and key them at `key_frame`. DPoserError, with the rig as it was, when a joint does not follow."""
+def _pose_state(rig: MappedRig) -> dict:
+    """Every bone's rotation channels, {bone: (property, values)}, for _restore."""
     from .rig_bridge import current_channels, rotation_path
 
-    chosen = _writable(rig, joints)
-    if not chosen:
-        return
-    before = {pb.name: (rotation_path(pb.rotation_mode), current_channels(pb)) for pb in rig.object.pose.bones}
+    return {pb.name: (rotation_path(pb.rotation_mode), current_channels(pb)) for pb in rig.object.pose.bones}
+
+
+def _restore(rig: MappedRig, state: dict) -> None:
+    for name, (path, values) in state.items():
+        setattr(rig.object.pose.bones[name], path, values)
+    bpy.context.view_layer.update()
+
+
+def _settle(rig: MappedRig, pose: np.ndarray, chosen: list[int]) -> np.ndarray:
+    """Set the `chosen` joints (writable, at least one) to pose (165,) (constrained parents and stretchy spines
+    need more passes: up to PASSES, until within SETTLED_DEGREES; joints that follow their controls in part take
+    longer steps, see _aim); returns each joint's error in degrees at the last measurement."""
     previous, steps = None, np.ones((1, len(chosen)))
     for _ in range(PASSES):
         measured = _measure(rig)
@@ -406,17 +425,53 @@ def apply_pose(rig: MappedRig, pose: np.ndarray, joints, key_frame: float | None
             break
         _set(rig, _channels(rig, aimed, chosen, measured, None))
         previous = remaining
+    return errors
+
+
+def _check_followed(rig: MappedRig, chosen: list[int], errors: np.ndarray) -> None:
+    """DPoserError when a joint is off its pose by more than the tolerance (the caller restores the rig)."""
     stray = [JOINT_NAMES[j] for j, e in zip(chosen, errors) if e > WRITE_TOLERANCE_DEGREES]
     if stray:
-        for name, (path, values) in before.items():
-            setattr(rig.object.pose.bones[name], path, values)
-        bpy.context.view_layer.update()
         raise DPoserError(f"'{rig.object.name}': {', '.join(stray)} did not follow the bones DPoser-X wrote (a "
                           f"constraint or IK drives them): nothing was changed. Check the rig map's write bones.")
+
+
+def _channels_as_set(rig: MappedRig, chosen: list[int], reference_frame: float | None):
+    """The channels of the `chosen` joints' bones as the rig now has them, on every written bone."""
+    measured = _measure(rig)
+    return _channels(rig, rig.converter.read(measured[0]), chosen, measured, reference_frame)
+
+
+def _settled_channels(rig: MappedRig, pose: np.ndarray, chosen: list[int], reference_frame: float | None):
+    """The channels (one sample) that set the `chosen` joints to pose (165,) as apply_pose does, found on the rig
+    itself, whose pose is restored exactly afterwards (DPoserError as apply_pose's)."""
+    if not chosen:
+        return []
+    state = _pose_state(rig)
+    try:
+        errors = _settle(rig, pose, chosen)
+        channels = _channels_as_set(rig, chosen, reference_frame)
+    finally:
+        _restore(rig, state)
+    _check_followed(rig, chosen, errors)
+    return channels
+
+
+def apply_pose(rig: MappedRig, pose: np.ndarray, joints, key_frame: float | None = None) -> None:
+    """Set the writable `joints` to pose (165,) in passes (_settle), and key them at `key_frame`. DPoserError, with
+    the rig as it was, when a joint does not follow."""
+    chosen = _writable(rig, joints)
+    if not chosen:
+        return
+    state = _pose_state(rig)
+    try:
+        _check_followed(rig, chosen, _settle(rig, pose, chosen))
+    except Exception:
+        _restore(rig, state)
+        raise
     if key_frame is not None:
-        measured = _measure(rig)  # the pose as it now is, on every written bone
-        channels = _channels(rig, rig.converter.read(measured[0]), chosen, measured, None)
-        keyframes.write_channels(keyframes.object_channelbag(rig.object), channels, np.array([key_frame]))
+        keyframes.write_channels(keyframes.object_channelbag(rig.object), _channels_as_set(rig, chosen, None),
+                                 np.array([key_frame]))
 
 
 def write_track(rig: MappedRig, poses: np.ndarray, joints, frames: np.ndarray, write):

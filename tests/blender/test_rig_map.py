@@ -8,7 +8,7 @@ from scipy.spatial.transform import Rotation
 from bpy_extras.anim_utils import action_get_channelbag_for_slot
 from conftest import select_bones, snapshot
 
-from dposerx_blender.blender import mapped_rig, rig_bridge, rig_map_ui
+from dposerx_blender.blender import mapped_rig, pose_library, rig_bridge, rig_map_ui
 from dposerx_blender.core.amass import AmassMotion, read_amass_npz, write_amass_npz
 from dposerx_blender.core.errors import DPoserError
 from dposerx_blender.core.skeleton import JOINT_INDEX
@@ -207,6 +207,45 @@ def test_track_write_reuses_its_read_only_while_the_rig_is_unchanged(monkeypatch
     rig_bridge.update_track_keys(rig, goals(track), arms, frames)
     assert len(evaluations) == 1  # the frames were evaluated again
     assert rotation_errors_degrees(goals(track), rig_bridge.read_track(again, frames))[:, arms].max() < 0.01
+
+
+@pytest.mark.parametrize("make", [RIGS["rigify"], RIGS["mixamo"]], ids=["rigify", "mixamo"])
+def test_pose_assets_apply_the_generated_poses(make):
+    """Pose assets made on a mapped rig, applied one after another as Blender's pose library applies them (every
+    bone the Action animates, at its frame), give back each generated pose within the round-trip bar on every joint
+    the assets hold (Rigify's spine and neck follow their controls only in part); making them changes no pose."""
+    ob = make()
+    rig = rig_bridge.find_rig(ob)
+    mask = posable(rig)
+    mask[0] = False  # as Generate Pose Library: the global orientation is not posed
+    joints = np.flatnonzero(mask)
+    poses = varied_track(mask, 3)
+    poses[:, 3 * JOINT_INDEX["spine2"]:3 * JOINT_INDEX["spine2"] + 3] += [0.5, 0.2, -0.3]  # a strong chest bend
+    select_bones(ob, set())  # the pose library applies to every bone when none is selected
+    before = snapshot()
+    assets = pose_library.create_pose_assets(rig, poses, joints, "Tests", "Test pose")
+    made = {asset.name for asset in assets}
+    after = {k: v for k, v in snapshot().items() if not (isinstance(k, tuple) and k[0] in made)}
+    assert after == before | {"actions": sorted(before["actions"] + list(made))}
+    for pose, asset in zip(poses, assets):
+        ob.pose.apply_pose_from_action(asset, evaluation_time=1.0)
+        errors = rotation_errors_degrees(pose, rig_bridge.read_pose(rig))[joints]
+        assert errors.max() < ROUND_TRIP_DEGREES, (asset.name, dict(zip(joints, errors.round(3))))
+
+
+def test_pose_library_that_cannot_be_set_changes_nothing(calls):
+    """A Rigify elbow held straight by a constraint its map does not know of (on the bone read, not the one
+    written): Generate Pose Library reports it and leaves the scene as it was, with no assets."""
+    ob = rigify_rig()
+    limit = ob.pose.bones["ORG-forearm.L"].constraints.new('LIMIT_ROTATION')
+    limit.use_limit_x = limit.use_limit_y = limit.use_limit_z = True
+    bpy.context.view_layer.objects.active = ob
+    settings = bpy.context.scene.dposerx
+    settings.library_count, settings.library_assets, settings.library_keys = 2, True, False
+    before = snapshot()
+    with pytest.raises(RuntimeError, match="left_elbow.* did not follow"):
+        bpy.ops.dposerx.generate_library()
+    assert snapshot() == before
 
 
 @pytest.mark.parametrize("name", ["ue4_mannequin", "mpfb_default", "rigify"])
