@@ -286,11 +286,19 @@ class _SourcePoints:
         self.rotations = motion.global_rotations()
         self.frame = self._canonical_frame()
 
-    def _lookup(self, entry, positions: np.ndarray) -> np.ndarray:
+    def weights(self, entry) -> np.ndarray:
+        """(source joints,) the blend of the source's joints that a map entry names: one joint, or a point
+        `between` two."""
+        weights = np.zeros(len(self.motion.joint_names))
         if isinstance(entry, dict) and "between" in entry:
-            a, b = (self.motion.index(n) for n in entry["between"])
-            return (1 - entry["at"]) * positions[..., a, :] + entry["at"] * positions[..., b, :]
-        return positions[..., self.motion.index(joint_source(entry, twist=False)), :]
+            for name, share in zip(entry["between"], (1 - entry["at"], entry["at"])):
+                weights[self.motion.index(name)] += share
+        else:
+            weights[self.motion.index(joint_source(entry, twist=False))] = 1.0
+        return weights
+
+    def _lookup(self, entry, positions: np.ndarray) -> np.ndarray:
+        return np.tensordot(positions, self.weights(entry), axes=([-2], [0]))
 
     def rest_point(self, name: str, tip: bool = False) -> np.ndarray:
         entry = self.map.tips[name] if tip else self.map.joints[name]
@@ -299,11 +307,6 @@ class _SourcePoints:
     def posed_point(self, name: str, tip: bool = False) -> np.ndarray:
         entry = self.map.tips[name] if tip else self.map.joints[name]
         return self._lookup(entry, self.posed) @ self.frame.T
-
-    def rotation(self, name: str) -> np.ndarray:
-        """(T, 3, 3) source global rotation delta driving SMPL-X joint `name`, canonical axes."""
-        source = joint_source(self.map.joints[name], twist=True)
-        return self.frame @ self.rotations[:, self.motion.index(source)] @ self.frame.T
 
     def _canonical_frame(self) -> np.ndarray:
         """Rotation from source axes to SMPL-X's: the source's rest "left" (hips and shoulders) and "up"
@@ -402,21 +405,11 @@ class RestFit:
                 follows[j] = follows[p]  # the pelvis is always driven (required)
         aimed = [JOINT_NAMES[j] for j in np.flatnonzero(driven)]
         weights = np.zeros((2, len(aimed), len(motion.joint_names)))
-
-        def add(row, k, entry, share):
-            if isinstance(entry, dict) and "between" in entry:
-                for name, w in zip(entry["between"], (1 - entry["at"], entry["at"])):
-                    weights[row, k, motion.index(name)] += share * w
-            else:
-                weights[row, k, motion.index(joint_source(entry, twist=False))] += share
-
         for k, name in enumerate(aimed):
             origin, targets = joint_map.aim(name)
-            add(0, k, joint_map.joints[origin], 1.0)
-            for target in targets:
-                add(1, k, joint_map.joints[target], 1 / len(targets))
-            if not targets:
-                add(1, k, joint_map.tips[name], 1.0)
+            weights[0, k] = points.weights(joint_map.joints[origin])
+            weights[1, k] = (sum(points.weights(joint_map.joints[t]) for t in targets) / len(targets) if targets
+                             else points.weights(joint_map.tips[name]))
         rest = points.rest @ points.frame.T
         rest_lengths = np.linalg.norm((weights[1] - weights[0]) @ rest, axis=-1)
         return cls(joint_map, points.frame, aligns, rest_mismatch, calibration_matrices(joint_map.calibration),
