@@ -143,7 +143,8 @@ def _converter(ob, joint_map: JointMap, armature: ArmatureRest, reference: np.nd
             converter = ArmatureMap(joint_map, armature, reference)
         except ValueError as exc:
             raise DPoserError(f"'{ob.name}': map '{joint_map.name}' does not fit this armature ({exc}).") from None
-        _CONVERTERS.clear() if len(_CONVERTERS) >= 8 else None
+        if len(_CONVERTERS) >= 8:  # bounded: a session may fit many rigs or maps
+            _CONVERTERS.clear()
         _CONVERTERS[key] = converter
     return _CONVERTERS[key]
 

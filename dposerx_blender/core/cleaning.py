@@ -119,11 +119,18 @@ def _noise_power(y: np.ndarray, good: np.ndarray) -> float:
     good frames (for white noise e, E|D^k e|^2 = C(2k, k) E|e|^2; smooth motion barely reaches them); the
     median, scaled as for a chi-square with 6 degrees of freedom (a small rotation moves 6 of the 9 matrix
     entries), resists the motion's own spikes."""
-    diffs = np.diff(y, n=NOISE_ORDER, axis=0)
-    valid = np.convolve(good.astype(float), np.ones(NOISE_ORDER + 1), "valid") == NOISE_ORDER + 1
-    if not valid.any():
+    diffs = _differences(y, good)
+    if not len(diffs):
         return 0.0
-    return float(np.median((diffs[valid] ** 2).sum(1)) / comb(2 * NOISE_ORDER, NOISE_ORDER) / _CHI2_6_MEDIAN_RATIO)
+    return float(np.median((diffs ** 2).sum(1)) / comb(2 * NOISE_ORDER, NOISE_ORDER) / _CHI2_6_MEDIAN_RATIO)
+
+
+def _differences(y: np.ndarray, good: np.ndarray | None) -> np.ndarray:
+    """The NOISE_ORDER-th differences of y (T, C) that span good frames (T,) bool only (None: all frames)."""
+    diffs = np.diff(y, n=NOISE_ORDER, axis=0)
+    if good is None:
+        return diffs
+    return diffs[np.convolve(good.astype(float), np.ones(NOISE_ORDER + 1), "valid") == NOISE_ORDER + 1]
 
 
 _CHI2_6_MEDIAN_RATIO = 5.348 / 6  # median / mean of a chi-square with 6 degrees of freedom
@@ -140,10 +147,7 @@ def _band_power(tangent: np.ndarray, fps: float) -> np.ndarray:
 def _white_powers(tangent: np.ndarray, good: np.ndarray | None = None) -> np.ndarray:
     """(T, C) -> (C,) white-noise variance per channel from the NOISE_ORDER-th differences (robust scale) of the
     good frames (T,) bool (default: all)."""
-    diffs = np.diff(tangent, n=NOISE_ORDER, axis=0)
-    if good is not None:
-        diffs = diffs[np.convolve(good.astype(float), np.ones(NOISE_ORDER + 1), "valid") == NOISE_ORDER + 1]
-    return np.array([_robust_scale(d) ** 2 for d in diffs.T]) / comb(2 * NOISE_ORDER, NOISE_ORDER)
+    return np.array([_robust_scale(d) ** 2 for d in _differences(tangent, good).T]) / comb(2 * NOISE_ORDER, NOISE_ORDER)
 
 
 def _about_mean(axis_angle: np.ndarray) -> np.ndarray:
