@@ -292,10 +292,15 @@ def _written_bones(rig: MappedRig) -> list[int]:
 
 def _measure(rig: MappedRig, frames: np.ndarray | None = None) -> tuple[np.ndarray, dict[int, np.ndarray]]:
     """The rig as evaluated at `frames` (T,) (None: as it is now, T = 1): the bones' rotation deltas
-    (T, B, 3, 3) (evaluated_deltas) and the rotation channels {bone: (T, k)} of the bones a write may set."""
+    (T, B, 3, 3) (evaluated_deltas) and the rotation channels {bone: (T, k)} of the bones a write may set.
+    A plain FK rig's track comes from its F-curves (_channel_measure), without evaluating the scene."""
     from .rig_bridge import current_channels
 
     bones = _written_bones(rig)
+    if frames is not None and _follows_channels(rig):
+        measured = _channel_measure(rig, np.asarray(frames, dtype=np.float64), bones)
+        if measured is not None:
+            return measured
     pose_bones = [rig.object.pose.bones[rig.converter.armature.names[b]] for b in bones]
 
     def state():
@@ -304,6 +309,47 @@ def _measure(rig: MappedRig, frames: np.ndarray | None = None) -> tuple[np.ndarr
     states = _at_frames(rig, frames, state) if frames is not None else [state()]
     return (np.stack([deltas for deltas, _ in states]),
             {b: np.stack([channels[i] for _, channels in states]) for i, b in enumerate(bones)})
+
+
+def _follows_channels(rig: MappedRig) -> bool:
+    """Whether the bones the conversions evaluate turn by their own rotation channels and their parents' alone
+    (plain FK: no constraint, driver or NLA track moves them, each inherits its parent's rotation), so their
+    F-curves give the evaluated pose: the assumption rig_bridge.read_track makes on SMPL-X armatures."""
+    anim = rig.object.animation_data
+    if rig.constrained or (anim is not None and anim.use_nla and any(not t.mute for t in anim.nla_tracks)):
+        return False
+    names = [rig.converter.armature.names[b] for b in rig.evaluated]
+    driven = tuple(f'pose.bones["{name}"]' for name in names)
+    bones = rig.object.data.bones
+    return (not any(d.data_path.startswith(driven) for d in (anim.drivers if anim is not None else ()))
+            and all(bones[name].use_inherit_rotation or bones[name].parent is None for name in names))
+
+
+def _channel_measure(rig: MappedRig, frames: np.ndarray, written: list[int]):
+    """_measure at `frames` of a rig that _follows_channels, from its action's F-curves (current values where
+    unkeyed) and its rest: each bone turns from rest by its parent's turn and its basis rotation expressed in
+    armature space, batched over frames. None where a bone is scaled (its children's rotations would shear:
+    the evaluated path handles that)."""
+    from .rig_bridge import current_channels, rotation_path
+
+    armature = rig.converter.armature
+    channelbag = keyframes.object_channelbag(rig.object, create=False)
+    deltas = np.broadcast_to(np.eye(3), (len(frames), *armature.rest.shape)).copy()
+    channels = {}
+    for b in rig.evaluated:  # parents first (ArmatureRest order)
+        pose_bone = rig.object.pose.bones[armature.names[b]]
+        path = f'pose.bones["{pose_bone.name}"]'
+        scale = keyframes.evaluate_channel(channelbag, f"{path}.scale", 3, frames, pose_bone.scale)
+        if np.abs(scale - 1).max() > 1e-6:
+            return None
+        current = current_channels(pose_bone)
+        channels[b] = keyframes.evaluate_channel(channelbag, f"{path}.{rotation_path(pose_bone.rotation_mode)}",
+                                                 len(current), frames, current)
+        rest = armature.rest[b]
+        turn = rest @ rig_math.channels_to_matrix(pose_bone.rotation_mode, channels[b]) @ rest.T
+        parent = armature.parents[b]
+        deltas[:, b] = turn if parent < 0 else deltas[:, parent] @ turn
+    return deltas, {b: channels[b] for b in written}
 
 
 def _writable(rig: MappedRig, joints) -> list[int]:

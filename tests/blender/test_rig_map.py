@@ -176,7 +176,7 @@ def test_rigify_track_corrects_its_keys_only(monkeypatch):
 
 
 def test_track_write_reuses_its_read_only_while_the_rig_is_unchanged(monkeypatch):
-    """Writing the frames read_track just read evaluates them once, not twice; after an edit in between (here the
+    """Writing the frames read_track just read measures them once, not twice; after an edit in between (here the
     spine's keys, under the written arms) the frames are evaluated again and the arms land where they should."""
     ob = build_rig("mixamo")
     rig = rig_bridge.find_rig(ob)
@@ -184,8 +184,8 @@ def test_track_write_reuses_its_read_only_while_the_rig_is_unchanged(monkeypatch
     frames = np.arange(1, 5, dtype=float)
     rig_bridge.key_track(rig, np.stack([mapped_pose(mask, s, 0.3) for s in range(4)]), np.flatnonzero(mask), frames)
     evaluations = []
-    measure = mapped_rig._at_frames
-    monkeypatch.setattr(mapped_rig, "_at_frames", lambda *args: evaluations.append(1) or measure(*args))
+    measure = mapped_rig._measure
+    monkeypatch.setattr(mapped_rig, "_measure", lambda *args: evaluations.append(1) or measure(*args))
     arms = [JOINT_INDEX[n] for n in ("left_shoulder", "left_elbow", "right_shoulder", "right_elbow")]
 
     def goals(track):
@@ -205,8 +205,85 @@ def test_track_write_reuses_its_read_only_while_the_rig_is_unchanged(monkeypatch
     track = rig_bridge.read_track(again, frames)
     evaluations.clear()
     rig_bridge.update_track_keys(rig, goals(track), arms, frames)
-    assert len(evaluations) == 1  # the frames were evaluated again
+    assert len(evaluations) == 1  # the frames were measured again
     assert rotation_errors_degrees(goals(track), rig_bridge.read_track(again, frames))[:, arms].max() < 0.01
+
+
+FK_RIGS = [name for name in RIGS if name != "rigify"]
+
+
+def animated_fk_rig(name: str):
+    """A plain FK rig from RIGS with bones in every rotation mode, a keyed track on the mapped joints (frames 1-12)
+    and its other bones turned but not keyed: (rig, frames to read, sub-frames included)."""
+    ob = RIGS[name]()
+    modes = ("QUATERNION", "XYZ", "ZXY", "AXIS_ANGLE")
+    for i, pose_bone in enumerate(ob.pose.bones):
+        pose_bone.rotation_mode = modes[i % len(modes)]
+    rig = rig_bridge.find_rig(ob)
+    mask = posable(rig)
+    keyed = np.arange(1, 13, dtype=float)
+    rig_bridge.key_track(rig, varied_track(mask, len(keyed)), np.flatnonzero(mask), keyed)
+    written = set(rig.bone_names)
+    turns = Rotation.random(len(ob.pose.bones), random_state=2).as_quat(scalar_first=True)
+    for pose_bone, turn in zip(ob.pose.bones, turns):
+        if pose_bone.name not in written and pose_bone.name not in mapped_rig._written_bones(rig):
+            pose_bone.rotation_mode = "QUATERNION"
+            pose_bone.rotation_quaternion = turn * 0.8  # any length: Blender normalises
+    return rig_bridge.find_rig(ob), np.array([1, 2.5, 4, 7.25, 12, 14], dtype=float)
+
+
+def evaluated_measure(rig, frames):
+    """What _measure took before plain FK rigs were read from their F-curves: the scene evaluated at each frame."""
+    def state():
+        return mapped_rig.evaluated_deltas(rig), {b: rig_bridge.current_channels(
+            rig.object.pose.bones[rig.converter.armature.names[b]]) for b in mapped_rig._written_bones(rig)}
+    states = mapped_rig._at_frames(rig, frames, state)
+    return np.stack([d for d, _ in states]), {b: np.stack([c[b] for _, c in states]) for b in states[0][1]}
+
+
+@pytest.mark.parametrize("name", FK_RIGS)
+def test_fk_track_is_read_from_its_curves_as_evaluated(name, monkeypatch):
+    """A plain FK rig's track is read without evaluating the scene, and matches the evaluated pose (rotation
+    deltas and the written bones' channels, every rotation mode, unkeyed bones turned, sub-frames)."""
+    rig, frames = animated_fk_rig(name)
+    expected_deltas, expected_channels = evaluated_measure(rig, frames)
+    expected = rig.converter.read(expected_deltas)
+    evaluations = []
+    measure = mapped_rig._at_frames
+    monkeypatch.setattr(mapped_rig, "_at_frames", lambda *args: evaluations.append(1) or measure(*args))
+    frame = bpy.context.scene.frame_current
+    read = rig_bridge.read_track(rig, frames)
+    assert not evaluations and bpy.context.scene.frame_current == frame
+    assert np.abs(read - expected).max() < 1e-5
+    deltas, channels = rig.track["measured"]
+    assert np.abs(deltas - expected_deltas).max() < 1e-6
+    assert all(np.abs(channels[b] - expected_channels[b]).max() < 1e-6 for b in expected_channels)
+
+
+def test_driven_or_scaled_fk_rigs_are_evaluated(monkeypatch):
+    """Where the F-curves alone do not give the pose (a driver on a read bone, a scaled bone, an NLA track), the
+    track is read from the evaluated scene, and matches it."""
+    rig, frames = animated_fk_rig("mixamo")
+    ob, spine = rig.object, rig.bone_names[JOINT_INDEX["spine1"]]
+    evaluations = []
+    measure = mapped_rig._at_frames
+    monkeypatch.setattr(mapped_rig, "_at_frames", lambda *args: evaluations.append(1) or measure(*args))
+
+    def read_as_evaluated():
+        evaluations.clear()
+        expected = rig.converter.read(evaluated_measure(rig, frames)[0])
+        read = rig_bridge.read_track(rig_bridge.find_rig(ob), frames)
+        assert len(evaluations) == 2 and np.abs(read - expected).max() < 1e-5
+
+    ob.pose.bones[spine].scale = (1.0, 1.3, 1.0)
+    read_as_evaluated()
+    ob.pose.bones[spine].scale = (1.0, 1.0, 1.0)
+    driver = ob.driver_add(f'pose.bones["{spine}"].rotation_quaternion', 1).driver
+    driver.expression = "0.3"
+    read_as_evaluated()
+    ob.driver_remove(f'pose.bones["{spine}"].rotation_quaternion', 1)
+    ob.animation_data.nla_tracks.new().strips.new("other", 1, bpy.data.actions.new("other"))
+    read_as_evaluated()
 
 
 @pytest.mark.parametrize("make", [RIGS["rigify"], RIGS["mixamo"]], ids=["rigify", "mixamo"])
