@@ -230,17 +230,61 @@ def read_pose(rig: MappedRig, visual: bool = True) -> np.ndarray:
 
 
 def _at_frames(rig: MappedRig, frames: np.ndarray, measure):
-    """[measure() at each of `frames`] with the scene evaluated there; the scene returns to its current frame."""
+    """[measure() at each of `frames`] with the scene evaluated there, the rig's skins (_skins) disabled in the
+    viewport meanwhile; the scene returns to its current frame with the skins as they were (disabling one
+    deselects it)."""
     scene = bpy.context.scene
     current = scene.frame_current, scene.frame_subframe
+    skins = _skins(rig)
+    selected = [skin for skin in skins if skin.select_get()]
     try:
+        for skin in skins:
+            skin.hide_viewport = True
         out = []
         for frame in frames:
             scene.frame_set(int(np.floor(frame)), subframe=float(frame - np.floor(frame)))
             out.append(measure())
         return out
     finally:
+        for skin in skins:
+            skin.hide_viewport = False
+        for skin in selected:
+            skin.select_set(True)
         scene.frame_set(current[0], subframe=current[1])
+
+
+def _skins(rig: MappedRig) -> list:
+    """The meshes of the view layer that the rig deforms (an Armature modifier) and that nothing the rig's pose
+    depends on reads (_inputs): evaluating the scene at a frame re-deforms them, a cost as large as the rig's own
+    on a character, for nothing a read measures. Local, enabled in the viewport and in Object Mode (not being
+    weight-painted): the ones _at_frames may disable."""
+    inputs = _inputs(rig.object)
+    return [ob for ob in bpy.context.view_layer.objects
+            if ob.type == 'MESH' and ob.mode == 'OBJECT' and not ob.hide_viewport and ob.library is None
+            and ob.override_library is None
+            and ob not in inputs and ob.data not in inputs
+            and any(m.type == 'ARMATURE' and m.object == rig.object and m.show_viewport for m in ob.modifiers)]
+
+
+def _inputs(ob) -> set:
+    """The data-blocks the armature's evaluation may read: its parents, its constraints' (and its bones') targets,
+    its drivers' targets, and theirs in turn."""
+    found, waiting = set(), [ob]
+    while waiting:
+        item = waiting.pop()
+        if item is None or item in found:
+            continue
+        found.add(item)
+        if isinstance(item, bpy.types.Object):
+            bones = item.pose.bones if item.pose else ()
+            constraints = [*item.constraints, *(c for pose_bone in bones for c in pose_bone.constraints)]
+            waiting += [item.parent, item.data, *(getattr(c, name, None) for c in constraints
+                                                   for name in ("target", "pole_target")),
+                        *(t.target for c in constraints for t in getattr(c, "targets", ()))]
+        anim = getattr(item, "animation_data", None)
+        waiting += [t.id for d in (anim.drivers if anim is not None else ()) for v in d.driver.variables
+                    for t in v.targets]
+    return found
 
 
 def read_track(rig: MappedRig, frames: np.ndarray) -> np.ndarray:

@@ -286,6 +286,53 @@ def test_driven_or_scaled_fk_rigs_are_evaluated(monkeypatch):
     read_as_evaluated()
 
 
+def skinned_box(name: str, rig_object):
+    """A box mesh deformed by `rig_object` (an Armature modifier), linked to the scene."""
+    mesh = bpy.data.meshes.new(name)
+    mesh.from_pydata([(x, y, z) for x in (-.3, .3) for y in (-.3, .3) for z in (0, 1.8)], [],
+                     [(0, 1, 3, 2), (4, 6, 7, 5), (0, 4, 5, 1), (2, 3, 7, 6), (0, 2, 6, 4), (1, 5, 7, 3)])
+    ob = bpy.data.objects.new(name, mesh)
+    bpy.context.scene.collection.objects.link(ob)
+    ob.modifiers.new("Armature", 'ARMATURE').object = rig_object
+    return ob
+
+
+def test_constrained_track_is_read_with_its_skins_out_of_the_evaluation(monkeypatch):
+    """Reading a track on a constraint-driven rig evaluates the scene at each frame with the meshes the rig deforms
+    disabled in the viewport, except one the rig reads (a constraint's target) and one in Weight Paint mode, and
+    reads the same track; the meshes, selection and frame are as they were afterwards, after an error too."""
+    ob = rigify_rig()
+    rig = rig_bridge.find_rig(ob)
+    mask = posable(rig)
+    frames = np.array([1.0, 2.0, 3.0])
+    rig_bridge.key_track(rig, varied_track(mask, 3), np.flatnonzero(mask), frames)
+    expected = rig_bridge.read_track(rig, frames)
+    body, held = skinned_box("body", ob), skinned_box("held", ob)
+    constraint = ob.pose.bones["root"].constraints.new('COPY_SCALE')
+    constraint.target, constraint.enabled = held, False
+    body.select_set(True)
+    painted = skinned_box("painted", ob)
+    bpy.context.view_layer.objects.active = painted
+    bpy.ops.object.mode_set(mode='WEIGHT_PAINT')  # as when painting its weights with the rig posed
+    seen = []
+    evaluate = mapped_rig.evaluated_deltas
+    monkeypatch.setattr(mapped_rig, "evaluated_deltas", lambda *args: seen.append(
+        (body.hide_viewport, held.hide_viewport, painted.hide_viewport)) or evaluate(*args))
+    read = rig_bridge.read_track(rig_bridge.find_rig(ob), frames)
+    assert seen == [(True, False, False)] * len(frames)
+    assert np.abs(read - expected).max() < 1e-9
+    assert not body.hide_viewport and body.select_get() and bpy.context.scene.frame_current == 1
+    assert painted.mode == 'WEIGHT_PAINT' and bpy.context.view_layer.objects.active == painted
+
+    def fail(*args):
+        assert body.hide_viewport
+        raise RuntimeError("stop")
+    monkeypatch.setattr(mapped_rig, "evaluated_deltas", fail)
+    with pytest.raises(RuntimeError):
+        rig_bridge.read_track(rig_bridge.find_rig(ob), frames)
+    assert not body.hide_viewport and body.select_get()
+
+
 @pytest.mark.parametrize("make", [RIGS["rigify"], RIGS["mixamo"]], ids=["rigify", "mixamo"])
 def test_pose_assets_apply_the_generated_poses(make):
     """Pose assets made on a mapped rig, applied one after another as Blender's pose library applies them (every
