@@ -4,23 +4,32 @@ rigs (a Mixamo-named A-pose rig built like the tests' and a Rigify rig generated
 the same poses on each. Also timed alone: the conversions (read the pose, write it back; read and key a track; a
 clean-up's write into those keys, every joint 3 degrees along each axis) that a map replaces.
 
-`.venv/bin/python -m bench.rig_map_overhead` prints a table (median of the repeats, seconds).
+A second table: reading a keyed track, per frame, on the bare armature and with a body-sized mesh skinned to it
+(SKIN_VERTICES vertices, each weighted to its nearest deforming bone, re-deformed whenever the scene is evaluated),
+mapped rigs also as they were read before (the whole scene, the mesh included, evaluated at every frame: now
+plain FK rigs are read from their F-curves, and constraint-driven ones evaluated without the meshes they deform),
+the baseline of the same run.
+
+`.venv/bin/python -m bench.rig_map_overhead` prints both tables (median of the repeats, seconds; milliseconds in
+the second); `--reads` the second alone.
 """
 from __future__ import annotations
 
 import statistics
+import sys
 import time
+from unittest import mock
 
 import bpy
 import numpy as np
 import torch
 
 import dposerx_blender
-from dposerx_blender.blender import rig_bridge
+from dposerx_blender.blender import mapped_rig, rig_bridge
 from dposerx_blender.blender.props import ADDON_PACKAGE
 from tests.rig_specs import build_rig, mapped_pose, rigify_rig
 
-REPEATS, FRAMES = 5, 60
+REPEATS, FRAMES, SKIN_VERTICES = 5, 60, 32_000
 
 
 def timed(function, repeats=REPEATS) -> float:
@@ -107,6 +116,66 @@ def measure(name, make) -> dict:
     return out
 
 
+def skin(ob) -> None:
+    """A body-sized mesh (an ellipsoid over the bones, SKIN_VERTICES vertices) deformed by armature `ob`, each
+    vertex weighted to its nearest deforming bone."""
+    bones = [bone for bone in ob.data.bones if bone.use_deform]
+    heads = np.array([bone.head_local for bone in bones])
+    tails = np.array([bone.tail_local for bone in bones])
+    low, high = np.minimum(heads, tails).min(0), np.maximum(heads, tails).max(0)
+    rings = int(np.sqrt(SKIN_VERTICES / 2))
+    bpy.ops.mesh.primitive_uv_sphere_add(segments=2 * rings, ring_count=rings + 1, radius=0.5,
+                                         location=(low + high) / 2, scale=high - low)
+    mesh = bpy.context.object
+    bpy.ops.object.transform_apply(location=True, rotation=True, scale=True)
+    points = np.array([v.co for v in mesh.data.vertices])
+    along = tails - heads
+    t = np.clip(((points[:, None] - heads) * along).sum(-1) / (along * along).sum(-1), 0, 1)
+    nearest = np.linalg.norm(points[:, None] - (heads + t[..., None] * along), axis=-1).argmin(1)
+    for b, bone in enumerate(bones):
+        mesh.vertex_groups.new(name=bone.name).add(np.flatnonzero(nearest == b).tolist(), 1.0, 'REPLACE')
+    mesh.modifiers.new("Armature", 'ARMATURE').object = ob
+    bpy.context.view_layer.objects.active = ob
+
+
+def read_costs(make) -> dict:
+    """Milliseconds per frame to read a keyed track of FRAMES frames, bare and skinned; on a mapped rig also as
+    before (whole scene evaluated at each frame), the two reads taking turns so that both see the same load."""
+    fresh_scene()
+    ob = make()
+    rig = rig_bridge.find_rig(ob)
+    mask = ~rig_bridge.unwritable(rig)
+    frames = np.arange(1, FRAMES + 1, dtype=float)
+    track = np.stack([mapped_pose(mask, s, 0.3) for s in range(FRAMES)])
+    rig_bridge.key_track(rig, track, np.flatnonzero(mask), frames)
+
+    def read_as_before():
+        with mock.patch.multiple(mapped_rig, _follows_channels=lambda rig: False, _skins=lambda rig: []):
+            rig_bridge.read_track(rig, frames)
+
+    reads = {"read": lambda: rig_bridge.read_track(rig, frames)}
+    if isinstance(rig, mapped_rig.MappedRig):
+        reads["read as before"] = read_as_before
+    out = {}
+    for mesh in ("bare", "skinned"):
+        if mesh == "skinned":
+            skin(ob)
+        times = {name: [] for name in reads}
+        for _ in range(REPEATS):
+            for name, read in reads.items():
+                times[name].append(timed(read, 1))
+        out.update({f"{name}, {mesh}": statistics.median(t) / FRAMES * 1e3 for name, t in times.items()})
+    return out
+
+
+def table(results: dict, digits: int) -> None:
+    columns = list(dict.fromkeys(c for row in results.values() for c in row))
+    print("| rig | " + " | ".join(columns) + " |")
+    print("|---|" + "---|" * len(columns))
+    for name, row in results.items():
+        print(f"| {name} | " + " | ".join(f"{row[c]:.{digits}f}" if c in row else "" for c in columns) + " |")
+
+
 def main() -> None:
     torch.set_num_threads(1)
     time_solvers()
@@ -117,14 +186,12 @@ def main() -> None:
         bpy.ops.dposerx.add_skeleton()
         return bpy.context.object
 
-    results = {name: measure(name, make) for name, make in
-               (("SMPL-X skeleton", project), ("Mixamo (mapped)", lambda: build_rig("mixamo")),
-                ("Rigify (mapped)", rigify_rig))}
-    columns = list(next(iter(results.values())))
-    print("| rig | " + " | ".join(columns) + " |")
-    print("|---|" + "---|" * len(columns))
-    for name, row in results.items():
-        print(f"| {name} | " + " | ".join(f"{row[c]:.3f}" for c in columns) + " |")
+    rigs = (("SMPL-X skeleton", project), ("Mixamo (mapped)", lambda: build_rig("mixamo")),
+            ("Rigify (mapped)", rigify_rig))
+    if "--reads" not in sys.argv:
+        table({name: measure(name, make) for name, make in rigs}, 3)
+    print(f"\nReading a {FRAMES}-frame track, ms per frame (mesh: {SKIN_VERTICES} vertices, skinned):")
+    table({name: read_costs(make) for name, make in rigs}, 2)
 
 
 if __name__ == "__main__":
