@@ -4,9 +4,10 @@ operators see the usual (N, 165) pose vectors and (55,) masks. The maths is core
 
 The map is the object's own (Object.dposerx_rig_map, edited in the Rig Map panel) or the preset its bone names
 match. Reading takes the evaluated pose (pose_bone.matrix: constraints, IK and drivers included) of the bones the
-map reads; writing sets the bones it writes (Rigify: the FK controls), then checks that the evaluated pose
-follows. Joints that cannot follow (no bone of their own, a limb in IK, a constrained bone) are unwritable: the
-jobs keep them as they are and say so, and a write that does not take is undone with an error.
+map reads (a plain FK rig's track: from its F-curves, the same pose without evaluating the scene); writing sets
+the bones it writes (Rigify: the FK controls), then checks that the evaluated pose follows. Joints that cannot
+follow (no bone of their own, a limb in IK, a constrained bone) are unwritable: the jobs keep them as they are
+and say so, and a write that does not take is undone with an error.
 """
 from __future__ import annotations
 
@@ -257,13 +258,38 @@ def _skins(rig: MappedRig) -> list:
     """The meshes of the view layer that the rig deforms (an Armature modifier) and that nothing the rig's pose
     depends on reads (_inputs): evaluating the scene at a frame re-deforms them, a cost as large as the rig's own
     on a character, for nothing a read measures. Local, enabled in the viewport and in Object Mode (not being
-    weight-painted): the ones _at_frames may disable."""
+    weight-painted): the ones _at_frames may disable. None in a scene that simulates (_simulates)."""
+    if _simulates(bpy.context.scene, bpy.context.view_layer):
+        return []
     inputs = _inputs(rig.object)
     return [ob for ob in bpy.context.view_layer.objects
             if ob.type == 'MESH' and ob.mode == 'OBJECT' and not ob.hide_viewport and ob.library is None
             and ob.override_library is None
             and ob not in inputs and ob.data not in inputs
             and any(m.type == 'ARMATURE' and m.object == rig.object and m.show_viewport for m in ob.modifiers)]
+
+
+SIMULATIONS = {'CLOTH', 'SOFT_BODY', 'COLLISION', 'DYNAMIC_PAINT', 'FLUID', 'PARTICLE_SYSTEM'}
+
+
+def _simulates(scene, view_layer) -> bool:
+    """Whether evaluating the scene at a frame may cache a simulation's state there (physics, particles, rigid
+    bodies, geometry-node simulation zones): a disabled skin would not collide in the frames cached."""
+    if scene.rigidbody_world is not None:
+        return True
+    trees, seen = [], set()
+    for ob in view_layer.objects:
+        if any(m.type in SIMULATIONS for m in ob.modifiers):
+            return True
+        trees += [m.node_group for m in ob.modifiers if m.type == 'NODES' and m.node_group is not None]
+    while trees:
+        tree = trees.pop()
+        if tree not in seen:
+            seen.add(tree)
+            if any(node.bl_idname == 'GeometryNodeSimulationOutput' for node in tree.nodes):
+                return True
+            trees += [node.node_tree for node in tree.nodes if getattr(node, "node_tree", None) is not None]
+    return False
 
 
 def _inputs(ob) -> set:

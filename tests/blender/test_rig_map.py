@@ -300,7 +300,8 @@ def skinned_box(name: str, rig_object):
 def test_constrained_track_is_read_with_its_skins_out_of_the_evaluation(monkeypatch):
     """Reading a track on a constraint-driven rig evaluates the scene at each frame with the meshes the rig deforms
     disabled in the viewport, except one the rig reads (a constraint's target) and one in Weight Paint mode, and
-    reads the same track; the meshes, selection and frame are as they were afterwards, after an error too."""
+    reads the same track; the meshes, selection and frame are as they were afterwards, after an error too. None
+    is disabled in a scene that simulates."""
     ob = rigify_rig()
     rig = rig_bridge.find_rig(ob)
     mask = posable(rig)
@@ -331,6 +332,11 @@ def test_constrained_track_is_read_with_its_skins_out_of_the_evaluation(monkeypa
     with pytest.raises(RuntimeError):
         rig_bridge.read_track(rig_bridge.find_rig(ob), frames)
     assert not body.hide_viewport and body.select_get()
+
+    monkeypatch.setattr(mapped_rig, "evaluated_deltas", evaluate)
+    assert mapped_rig._skins(rig)
+    held.modifiers.new("Cloth", 'CLOTH')  # a simulation: the body might collide in its cached frames
+    assert not mapped_rig._skins(rig)
 
 
 @pytest.mark.parametrize("make", [RIGS["rigify"], RIGS["mixamo"]], ids=["rigify", "mixamo"])
