@@ -259,14 +259,14 @@ def _skins(rig: MappedRig) -> list:
     depends on reads (_inputs): evaluating the scene at a frame re-deforms them, a cost as large as the rig's own
     on a character, for nothing a read measures. Local, enabled in the viewport and in Object Mode (not being
     weight-painted): the ones _at_frames may disable. None in a scene that simulates (_simulates)."""
-    if _simulates(bpy.context.scene, bpy.context.view_layer):
+    skins = [ob for ob in bpy.context.view_layer.objects
+             if ob.type == 'MESH' and ob.mode == 'OBJECT' and not ob.hide_viewport and ob.library is None
+             and ob.override_library is None
+             and any(m.type == 'ARMATURE' and m.object == rig.object and m.show_viewport for m in ob.modifiers)]
+    if not skins or _simulates(bpy.context.scene, bpy.context.view_layer):
         return []
     inputs = _inputs(rig.object)
-    return [ob for ob in bpy.context.view_layer.objects
-            if ob.type == 'MESH' and ob.mode == 'OBJECT' and not ob.hide_viewport and ob.library is None
-            and ob.override_library is None
-            and ob not in inputs and ob.data not in inputs
-            and any(m.type == 'ARMATURE' and m.object == rig.object and m.show_viewport for m in ob.modifiers)]
+    return [ob for ob in skins if ob not in inputs and ob.data not in inputs]
 
 
 SIMULATIONS = {'CLOTH', 'SOFT_BODY', 'COLLISION', 'DYNAMIC_PAINT', 'FLUID', 'PARTICLE_SYSTEM'}
