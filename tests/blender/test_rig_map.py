@@ -223,10 +223,10 @@ def animated_fk_rig(name: str):
     mask = posable(rig)
     keyed = np.arange(1, 13, dtype=float)
     rig_bridge.key_track(rig, varied_track(mask, len(keyed)), np.flatnonzero(mask), keyed)
-    written = set(rig.bone_names)
+    written = {rig.converter.armature.names[b] for b in mapped_rig._written_bones(rig)}
     turns = Rotation.random(len(ob.pose.bones), random_state=2).as_quat(scalar_first=True)
     for pose_bone, turn in zip(ob.pose.bones, turns):
-        if pose_bone.name not in written and pose_bone.name not in mapped_rig._written_bones(rig):
+        if pose_bone.name not in written:
             pose_bone.rotation_mode = "QUATERNION"
             pose_bone.rotation_quaternion = turn * 0.8  # any length: Blender normalises
     return rig_bridge.find_rig(ob), np.array([1, 2.5, 4, 7.25, 12, 14], dtype=float)
