@@ -42,7 +42,9 @@ from .skeleton import BODY_JOINTS
 ORDER = 2                      # penalised difference order: 2 = least acceleration (a cubic smoothing spline)
 NOISE_ORDER = 4                # differences the noise is measured on (white noise passes, motion hardly)
 LAMBDAS = np.logspace(-1, 7, 33)  # smoothing weights searched (decades, then quarter decades)
-MEDIAN_FRAMES = 13             # first-pass reference: robust to glitches up to 6 frames long
+MAX_GLITCH_FRAMES = 8          # the longest glitch: its two jumps at most this many frames apart
+JUMP_C = 4.0                   # a jump: a change of velocity this many times the local median change (a 3 Hz,
+MIN_JUMP_DEG = 12.0            # 80 deg kick: 16 deg a frame at most, 11 typical), and at least this
 BISQUARE_C = 4.685             # Tukey's constant (95 % efficiency under Gaussian noise)
 MIN_GLITCH_DEG = 12.0          # a frame is never rejected for deviating less than this from its fit
 IRLS_ROUNDS = 4
@@ -181,6 +183,63 @@ def _bisquare(residual: np.ndarray, scale: float) -> np.ndarray:
 
 # ------------------------------------------------------------------------------------------- detection
 
+def jump_bounded(axis_angle: np.ndarray) -> np.ndarray:
+    """(T, 3) one joint -> (T,) bool: glitch frames. A glitch (a spin, a flipped twist, a swapped or reversed
+    limb) enters with a jump and leaves with another within MAX_GLITCH_FRAMES; genuine motion, however fast,
+    changes its velocity by a bounded amount per frame. Velocities are the rotations from frame to frame in the
+    parent's frame, which a glitch that turns the joint's own frame (a spin, a twist) leaves unchanged between its
+    jumps. A step is a jump when it differs by more than the threshold from the velocity before it (the last step
+    that was no jump) and from the step after it (a velocity that changes and stays changed is motion: a foot
+    landing). A jump bounds a glitch with the first later one that brings the joint back where the velocity before
+    the first was heading; a jump left unanswered (a cut in the capture, a glitch at an end of the track) marks
+    nothing: re-filling up to an end would extrapolate."""
+    rotations = Rotation.from_rotvec(axis_angle)
+    steps = (rotations[1:] * rotations[:-1].inv()).as_rotvec()  # (T - 1, 3) radians per frame
+    glitch = np.zeros(len(axis_angle), bool)
+    if len(steps) < 2:
+        return glitch
+    thresholds = _jump_thresholds(steps)
+    jumps, before = [], {}  # the steps that jump, and the velocity each jumped from
+    velocity = steps[1]
+    for t, step in enumerate(steps):
+        after = steps[t + 1] if t + 1 < len(steps) else velocity
+        if min(np.linalg.norm(step - velocity), np.linalg.norm(step - after)) > thresholds[t]:
+            jumps.append(t)
+            before[t] = velocity
+        else:
+            velocity = step
+    answered = set()
+    for i, a in enumerate(jumps):
+        if a in answered:
+            continue
+        ends = [b for b in jumps[i + 1:] if b - a <= MAX_GLITCH_FRAMES]
+        misses = [_bridge_miss(rotations, steps, a, b, before) for b in ends]
+        if misses and min(misses) < 1:
+            b = ends[int(np.argmin(misses))]
+            glitch[a + 1:b + 1] = True
+            answered.add(b)
+    return glitch
+
+
+def _bridge_miss(rotations: Rotation, steps: np.ndarray, a: int, b: int, before: dict) -> float:
+    """How far the joint lands after jumps a and b from where the velocities around them were heading, as a
+    share of the larger jump (< 1: the second jump undoes the first)."""
+    after = steps[b + 1] if b + 1 < len(steps) else before[a]
+    across = (rotations[b + 1] * rotations[a].inv()).as_rotvec()
+    larger = max(np.linalg.norm(steps[a] - before[a]), np.linalg.norm(steps[b] - before[b]))
+    return float(np.linalg.norm(across - (b + 1 - a) * (before[a] + after) / 2) / larger)
+
+
+def _jump_thresholds(steps: np.ndarray) -> np.ndarray:
+    """(T - 1, 3) velocities -> (T - 1,) per step: JUMP_C times the median, within MAX_GLITCH_FRAMES of it, of each
+    step's change from the nearer of the steps either side (noise and motion; a glitch's jumps are a few of them),
+    at least MIN_JUMP_DEG."""
+    change = np.linalg.norm(np.diff(steps, axis=0), axis=1)
+    nearer = np.minimum(np.r_[change[:1], change], np.r_[change, change[-1:]])
+    return np.maximum(JUMP_C * median_filter(nearer, size=2 * MAX_GLITCH_FRAMES + 1, mode="reflect"),
+                      np.radians(MIN_JUMP_DEG))
+
+
 def frozen_frames(axis_angle: np.ndarray) -> np.ndarray:
     """(T, 3) one joint -> (T,) bool: frames repeating the previous frame's exact value while the joint was
     moving into the hold and moves out of it (a dropout), in a joint that moves on most frames (not a joint that
@@ -211,27 +270,19 @@ def _angle(a: np.ndarray, b: np.ndarray) -> float:
 
 # --------------------------------------------------------------------------------------------- one joint
 
-def _first_pass(matrices: np.ndarray, missing: np.ndarray) -> tuple[np.ndarray, float]:
-    """Distance of each frame to a running median (robust to glitches of up to MEDIAN_FRAMES // 2 frames), and
-    the noise power measured on the frames near it."""
-    reference = median_filter(matrices, size=(MEDIAN_FRAMES, 1), mode="nearest")
-    residual = np.linalg.norm(matrices - reference, axis=1)
-    return residual, _noise_power(matrices, ~missing & (residual < _threshold(residual, missing, 0.0)))
-
-
-def _clean_joint(matrices: np.ndarray, missing: np.ndarray, power: float, drift: float, strength: float,
+def _clean_joint(matrices: np.ndarray, bad: np.ndarray, power: float, drift: float, strength: float,
                  band: np.ndarray, fps: float) -> tuple[np.ndarray, np.ndarray, float]:
-    """matrices (T, 9) of one joint, missing (T,) bool, its white noise power and drift variance per axis ->
-    (smoothed (T, 9), rejected (T,), lambda)."""
-    present = (~missing).astype(float)
-    residual, _ = _first_pass(matrices, missing)
-    weights = present * _bisquare(residual, _threshold(residual, missing, power))
+    """matrices (T, 9) of one joint, bad (T,) bool (glitches and frozen frames: re-filled), its white noise power
+    and drift variance per axis -> (smoothed (T, 9), rejected (T,), lambda). Tukey's bisquare weights, refitted
+    IRLS_ROUNDS times, then resist what noise remains heavy-tailed (they start from the glitch-free frames: a
+    reference that bridges glitches would also cut the peaks of fast motion)."""
+    weights = present = (~bad).astype(float)
     for round_ in range(IRLS_ROUNDS):
         if round_ in (0, IRLS_ROUNDS - 1):  # the weights settle in between: keep the smoothing meanwhile
             lam = _sure_lambdas(matrices, weights, np.full(1, power), band, joint=True)[0] * strength ** (2 * ORDER)
         fit = whittaker(matrices, weights, lam, band)
         residual = np.linalg.norm(matrices - fit, axis=1)
-        weights = present * _bisquare(residual, _threshold(residual, missing, power))
+        weights = present * _bisquare(residual, _threshold(residual, bad, power))
     fit, lam = _per_axis(matrices, fit, weights, drift, strength, band, fps)
     return fit, weights == 0, lam
 
@@ -323,12 +374,12 @@ def clean_track(poses: np.ndarray, joints, fps: float = 30.0, strength: float = 
         if progress is not None:
             progress(done, total)
 
-    missing, matrices, power, tangents = {}, {}, {}, {}
+    bad, matrices, power, tangents = {}, {}, {}, {}
     for j in moving:  # one noise level per joint for the whole track: windows agree
-        missing[j] = frozen_frames(by_joint[:, j])
+        bad[j] = frozen_frames(by_joint[:, j]) | jump_bounded(by_joint[:, j])
         matrices[j] = Rotation.from_rotvec(by_joint[:, j]).as_matrix().reshape(frames, 9)
-        residual, power[j] = _first_pass(matrices[j], missing[j])
-        good = ~missing[j] & (residual < _threshold(residual, missing[j], power[j]))
+        good = ~bad[j]
+        power[j] = _noise_power(matrices[j], good)
         if j in BODY_JOINTS and good.any():  # glitches and frozen frames bridged, for the drift's spectrum
             kept = np.flatnonzero(good)
             tangents[j] = np.stack([np.interp(np.arange(frames), kept, c[kept]) for c in _about_mean(by_joint[:, j]).T],
@@ -341,12 +392,12 @@ def clean_track(poses: np.ndarray, joints, fps: float = 30.0, strength: float = 
         weight_sum = np.zeros(frames)
         lams = []
         for start, stop in windows:
-            fit, bad, lam = _clean_joint(matrices[j][start:stop], missing[j][start:stop], power[j], joint_drift,
-                                         strength, _penalty_band(stop - start), fps)
+            fit, dropped, lam = _clean_joint(matrices[j][start:stop], bad[j][start:stop], power[j], joint_drift,
+                                             strength, _penalty_band(stop - start), fps)
             ramp = _ramp(start, stop, frames, overlap)
             blended[start:stop] += ramp[:, None] * fit
             weight_sum[start:stop] += ramp
-            rejected[start:stop, j] |= bad
+            rejected[start:stop, j] |= dropped
             lams.append(lam)
             step()
         # |R - R'|_F^2 ~ 2 angle^2; the drift's angle^2 is its variance on each of the 3 axes

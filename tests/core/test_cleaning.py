@@ -117,6 +117,24 @@ def test_glitches_are_refilled_not_smeared():
     assert errors[:95].max() < 1e-6  # far from the glitches, the clean track is untouched
 
 
+def test_fast_clean_kicks_are_kept_and_a_glitch_inside_one_is_refilled():
+    t = np.arange(FRAMES) / 30.0
+    burst = (t >= 3) & (t < 3 + 3 / 2.5)  # three 2.5 Hz kicks of 75 deg: up to 20 deg a frame, genuine
+    flexion = np.where(burst, np.radians(75) * 0.5 * (1 - np.cos(2 * np.pi * 2.5 * (t - 3))), 0.0)
+    kicked = smooth_track().reshape(FRAMES, 55, 3)
+    kicked[:, KNEE] = (Rotation.from_rotvec(kicked[:, KNEE])
+                       * Rotation.from_rotvec(np.outer(flexion, [1.0, 0, 0]))).as_rotvec()
+    kicked = kicked.reshape(FRAMES, 165)
+    result = cleaning.clean_track(kicked, BODY)
+    assert not result.rejected.any() and np.array_equal(result.poses, kicked)
+    glitched = kicked.copy().reshape(FRAMES, 55, 3)
+    spin = Rotation.from_rotvec([0.0, np.radians(50), 0.0])
+    glitched[108:110, KNEE] = (Rotation.from_rotvec(glitched[108:110, KNEE]) * spin).as_rotvec()  # at a kick's peak
+    result = cleaning.clean_track(glitched.reshape(FRAMES, 165), BODY)
+    assert result.rejected[108:110, KNEE].all() and result.rejected.sum() == 2
+    assert angle_deg(result.poses, kicked)[108:110, KNEE].max() < 3.0
+
+
 def test_frozen_frames_are_refilled_but_still_joints_and_eased_holds_are_not():
     truth = smooth_track()
     frozen = truth.copy()
