@@ -1,6 +1,7 @@
 """Clean Mocap's glitch detection on the validation takes (never the test split): every noise kind of
 bench/noise.py, clean takes (clean input kept), and clean fast motion that must be left alone: the fastest real val
-takes and val takes with a fast knee kick, elbow punch or shoulder swing added (2-3 Hz, 60-90 deg).
+takes and val takes with a fast knee kick, elbow punch or shoulder swing added (2-3 Hz, 60-90 deg; the moved joint's
+change and rejected frames).
 
     OMP_NUM_THREADS=1 .venv/bin/python -m bench.cleaning_val [label]   -> runs/cleaning_val_<label>.json
 """
@@ -48,20 +49,26 @@ def with_fast_move(track: np.ndarray, joint: str, axis, peak_deg: float, hz: flo
 
 
 def peak_acceleration_deg(track: np.ndarray) -> float:
-    """99th percentile over body joints and frames of the angular acceleration (deg/frame^2, from rotvecs)."""
-    body = track.reshape(len(track), NUM_JOINTS, 3)[:, 1:22]
-    return float(np.degrees(np.percentile(np.linalg.norm(np.diff(body, 2, axis=0), axis=-1), 99)))
+    """99th percentile over body joints and frames of the change of angular velocity (deg/frame^2)."""
+    rotations = Rotation.from_rotvec(track.reshape(len(track), NUM_JOINTS, 3)[:, 1:22].reshape(-1, 3))
+    rotations = rotations.as_rotvec().reshape(len(track), 21, 3)
+    velocity = np.stack([(Rotation.from_rotvec(rotations[1:, j]) * Rotation.from_rotvec(rotations[:-1, j]).inv())
+                         .as_rotvec() for j in range(21)], 1)
+    return float(np.degrees(np.percentile(np.linalg.norm(np.diff(velocity, axis=0), axis=-1), 99)))
 
 
-def left_alone(tracks: list[np.ndarray]) -> dict:
-    """Clean tracks in: the largest joint change (deg) and frames rejected by the detector."""
+def left_alone(tracks: list[np.ndarray], joint: str | None = None) -> dict:
+    """Clean tracks in: the largest change (deg) and the frames rejected by the detector, of `joint` (None: all
+    body joints)."""
+    joints = [JOINT_INDEX[joint]] if joint else list(BODY_JOINTS)
     worst, rejected, frames = 0.0, 0, 0
     for track in tracks:
         result = cleaning.clean_track(track, BODY_JOINTS, fps=FPS)
         a = Rotation.from_rotvec(track.reshape(-1, 3))
         b = Rotation.from_rotvec(result.poses.reshape(-1, 3))
-        worst = max(worst, float(np.degrees((a.inv() * b).magnitude()).max()))
-        rejected += int(result.rejected.sum())
+        change = np.degrees((a.inv() * b).magnitude()).reshape(len(track), NUM_JOINTS)[:, joints]
+        worst = max(worst, float(change.max()))
+        rejected += int(result.rejected[:, joints].sum())
         frames += len(track)
     return {"max_change_deg": worst, "rejected_joint_frames": rejected, "frames": frames}
 
@@ -74,7 +81,7 @@ def main(label: str) -> None:
     def denoise(track):
         return denoise_track(prior, track, fps=FPS, seed=SEED)
 
-    for kind in KINDS:
+    for kind in KINDS if "--no-noise" not in sys.argv else ():
         noisy = noisy_versions(val, kind, SEED)
         start = time.perf_counter()
         results[kind] = {**errors([denoise(n) for n in noisy], val), "seconds": time.perf_counter() - start}
@@ -87,11 +94,11 @@ def main(label: str) -> None:
     print("fastest real takes", results["fastest real takes"], flush=True)
     long_takes = [t for t in val if len(t) >= 120]
     for name, move in FAST_MOVES.items():
-        results[name] = left_alone([with_fast_move(t, *move) for t in long_takes])
+        results[name] = left_alone([with_fast_move(t, *move) for t in long_takes], move[0])
         print(name, results[name], flush=True)
     Path("runs").mkdir(exist_ok=True)
     Path(f"runs/cleaning_val_{label}.json").write_text(json.dumps(results, indent=1))
 
 
 if __name__ == "__main__":
-    main(sys.argv[1] if len(sys.argv) > 1 else "run")
+    main(sys.argv[1] if len(sys.argv) > 1 and not sys.argv[1].startswith("-") else "run")

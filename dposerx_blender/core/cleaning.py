@@ -16,8 +16,11 @@ data in one and higher dimensions with missing values"):
   smoothing as their noise needs; a last pass smooths each rotation-vector axis about the joint's mean on its
   own (a hinge's flexion moves, its other axes mostly carry noise);
 - glitches (spins, twist flips, swapped or reversed limbs) get weight 0 and are re-filled from their
-  neighbours instead of being smeared; frozen frames (a joint repeating its exact value while it was moving:
-  a capture dropout) are treated as missing;
+  neighbours instead of being smeared. A glitch is told from fast motion by how it enters and leaves: a jump in
+  the joint's velocity far beyond the changes of velocity around it, undone by a second jump at most
+  MAX_GLITCH_FRAMES later (`jump_bounded`); a kick, however fast, changes its velocity a little every frame
+  (a reference that bridges glitches, such as a running median, would cut its peaks). Frozen frames (a joint
+  repeating its exact value while it was moving: a capture dropout) are treated as missing;
 - joints that never move, locked joints and joints outside the chosen set come back bit-exact;
 - long tracks run in overlapping windows (bounded memory), cross-faded.
 
@@ -43,7 +46,7 @@ ORDER = 2                      # penalised difference order: 2 = least accelerat
 NOISE_ORDER = 4                # differences the noise is measured on (white noise passes, motion hardly)
 LAMBDAS = np.logspace(-1, 7, 33)  # smoothing weights searched (decades, then quarter decades)
 MAX_GLITCH_FRAMES = 8          # the longest glitch: its two jumps at most this many frames apart
-JUMP_C = 4.0                   # a jump: a change of velocity this many times the local median change (a 3 Hz,
+JUMP_C = 3.5                   # a jump: a change of velocity this many times the local median change (a 3 Hz,
 MIN_JUMP_DEG = 12.0            # 80 deg kick: 16 deg a frame at most, 11 typical), and at least this
 BISQUARE_C = 4.685             # Tukey's constant (95 % efficiency under Gaussian noise)
 MIN_GLITCH_DEG = 12.0          # a frame is never rejected for deviating less than this from its fit
@@ -199,15 +202,16 @@ def jump_bounded(axis_angle: np.ndarray) -> np.ndarray:
     if len(steps) < 2:
         return glitch
     thresholds = _jump_thresholds(steps)
+    unlike_next = np.r_[np.linalg.norm(np.diff(steps, axis=0), axis=1), np.inf] > thresholds
     jumps, before = [], {}  # the steps that jump, and the velocity each jumped from
-    velocity = steps[1]
-    for t, step in enumerate(steps):
-        after = steps[t + 1] if t + 1 < len(steps) else velocity
-        if min(np.linalg.norm(step - velocity), np.linalg.norm(step - after)) > thresholds[t]:
+    for t in np.flatnonzero(unlike_next):  # only a step unlike the next one can be a jump
+        last = t - 1
+        while last in before:
+            last -= 1
+        velocity = steps[last] if last >= 0 else steps[1]
+        if np.linalg.norm(steps[t] - velocity) > thresholds[t]:
             jumps.append(t)
             before[t] = velocity
-        else:
-            velocity = step
     answered = set()
     for i, a in enumerate(jumps):
         if a in answered:
