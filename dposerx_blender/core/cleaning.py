@@ -193,9 +193,9 @@ def jump_bounded(axis_angle: np.ndarray) -> np.ndarray:
     parent's frame, which a glitch that turns the joint's own frame (a spin, a twist) leaves unchanged between its
     jumps. A step is a jump when it differs by more than the threshold from the velocity before it (the last step
     that was no jump) and from the step after it (a velocity that changes and stays changed is motion: a foot
-    landing). A jump bounds a glitch with the first later one that brings the joint back where the velocity before
-    the first was heading; a jump left unanswered (a cut in the capture, a glitch at an end of the track) marks
-    nothing: re-filling up to an end would extrapolate."""
+    landing). A jump bounds a glitch with the later one, within MAX_GLITCH_FRAMES, that best brings the joint back
+    where the velocities around them were heading (_bridge_miss); a jump left unanswered (a cut in the capture, a
+    glitch at an end of the track) marks nothing: re-filling up to an end would extrapolate."""
     rotations = Rotation.from_rotvec(axis_angle)
     steps = (rotations[1:] * rotations[:-1].inv()).as_rotvec()  # (T - 1, 3) radians per frame
     glitch = np.zeros(len(axis_angle), bool)
@@ -305,10 +305,10 @@ def _per_axis(matrices, fit, weights, drift, strength, band, fps):
     return (mean * Rotation.from_rotvec(out)).as_matrix().reshape(frames, 9), float(np.median(lams))
 
 
-def _threshold(residual: np.ndarray, missing: np.ndarray, power: float) -> float:
+def _threshold(residual: np.ndarray, bad: np.ndarray, power: float) -> float:
     """Bisquare scale: BISQUARE_C times the larger of the robust residual scale and the noise, and at least
-    the chord of MIN_GLITCH_DEG (fast clean motion is never rejected)."""
-    kept = residual[~missing]
+    the chord of MIN_GLITCH_DEG (a frame the fit misses by less is never dropped)."""
+    kept = residual[~bad]
     spread = np.sqrt(np.median(kept ** 2) / _CHI2_6_MEDIAN_RATIO) if kept.size else 0.0
     return max(BISQUARE_C * max(spread, np.sqrt(power)), _chord(MIN_GLITCH_DEG))
 
