@@ -10,7 +10,7 @@ over one contract; the pose-space tasks in `tasks.py` build on them).
   from t = 1 (generation) or from a partly noised pose (SDEdit-style variation), optionally conditioned on
   known dimensions by replacement; `SAMPLERS` names them.
 - `sample_completion`, `representatives`, `complete_by_sampling`: completion by sampling a mask-reading network,
-  many draws reduced to a few hypotheses that cover them (k-means in joint-position space).
+  many draws reduced to a few hypotheses that cover them (k-medoids in joint-position space).
 - `prior_energy`: the plausibility score used to rank hypotheses.
 
 Energies follow one convention: per-row values summed over the batch (rows are poses or frames), so a
@@ -196,9 +196,10 @@ def complete(eps_model: EpsModel, observed: torch.Tensor, mask: torch.Tensor, hy
     return torch.where(keep, obs, x).reshape(batch, hypotheses, dim)
 
 
-# Sampled completion with a mask-reading network (network.MaskedTimeFC): few DDIM steps, eta, temperature and
-# draws per returned hypothesis chosen on the validation split (`python -m training.tune_completion`).
-SAMPLED_COMPLETION = {"steps": 20, "eta": 1.0, "temperature": 1.0, "draws_per_hypothesis": 10}
+# Sampled completion with a mask-reading network (network.MaskedTimeFC): few DDIM steps, eta, temperature, draws
+# per returned hypothesis and the reduction's mean weight (`representatives`) chosen on the validation split
+# (`python -m training.tune_completion`).
+SAMPLED_COMPLETION = {"steps": 20, "eta": 1.0, "temperature": 1.0, "draws_per_hypothesis": 10, "mean_weight": 0.0}
 
 
 @torch.no_grad()
@@ -225,30 +226,36 @@ def sample_completion(masked_model, observed: torch.Tensor, mask: torch.Tensor, 
 
 
 @torch.no_grad()
-def representatives(points: torch.Tensor, k: int, generator: torch.Generator | None = None,
-                    iterations: int = 10) -> torch.Tensor:
-    """Choose k of each row's draws that cover them: k-means (k-means++ seeds, Lloyd iterations) on the draws'
-    point sets, then the draw nearest each centre, so every choice is a real draw. Of all k-point sets, the
-    k-means centres minimise the expected distance from a draw to its nearest one: the best of k hypotheses
-    gets as close as k can to wherever the truth is in the sampled distribution. points (B, N, P) -> (B, k)
-    indices into N, distinct unless draws coincide."""
-    batch, draws, _ = points.shape
-    rows = torch.arange(batch, device=points.device)
-    seeds = torch.empty(batch, k, dtype=torch.long, device=points.device)
-    seeds[:, 0] = torch.randint(draws, (batch,), generator=generator, device=points.device)
-    nearest = ((points - points[rows, seeds[:, 0], None]) ** 2).sum(-1)  # (B, N) squared distance to a seed
-    for j in range(1, k):
-        weights = torch.where(nearest.sum(1, keepdim=True) > 0, nearest, torch.ones_like(nearest))
-        seeds[:, j] = torch.multinomial(weights, 1, generator=generator)[:, 0]
-        nearest = torch.minimum(nearest, ((points - points[rows, seeds[:, j], None]) ** 2).sum(-1))
-    centres = points[rows[:, None], seeds]
+def representatives(points: torch.Tensor, k: int,
+                    mean_weight: float = SAMPLED_COMPLETION["mean_weight"], iterations: int = 10) -> torch.Tensor:
+    """Choose k of each row's draws as its hypotheses: with the draws standing in for the posterior, the k draws
+    (medoids) that minimise the expected error of the best of k plus `mean_weight` x the expected error of the
+    mean of k, where the error between two point sets is the benchmark's (mean distance over the points). At
+    weight 0 the picks cover the draws (the best of k gets as close as k real draws can to wherever the truth
+    is in the sampled distribution); a higher weight pulls them towards the draws' centre, the most typical
+    poses. Greedy choice, then Voronoi iterations (each cluster's best member), which never raise the cost.
+    points (B, N, P, C) -> (B, k) indices into N, distinct unless draws coincide."""
+    by_point = points.transpose(1, 2)  # (B, P, N, C)
+    distance = torch.stack([torch.cdist(row, row).mean(0) for row in by_point])  # (B, N, N)
+    penalty = mean_weight / k * distance.mean(-1)  # each draw's share of the mean-of-k term
+    nearest = torch.full(distance.shape[:2], torch.inf, dtype=distance.dtype, device=distance.device)
+    picks = torch.empty(len(points), k, dtype=torch.long, device=points.device)
+    taken = torch.zeros_like(nearest, dtype=torch.bool)
+    for j in range(k):
+        cost = torch.minimum(nearest[:, None], distance).mean(-1) + penalty  # (B, candidate)
+        picks[:, j] = cost.masked_fill(taken, torch.inf).argmin(1)
+        taken.scatter_(1, picks[:, j, None], True)
+        nearest = torch.minimum(nearest, torch.take_along_dim(distance, picks[:, j, None, None], 1)[:, 0])
     for _ in range(iterations):
-        members = torch.nn.functional.one_hot(torch.cdist(points, centres).argmin(-1), k).to(points.dtype)
-        counts = members.sum(1)[..., None]  # (B, k, 1)
-        centres = torch.where(counts > 0, members.transpose(1, 2) @ points / counts.clamp(min=1), centres)
-    distance = torch.cdist(centres, points)  # (B, k, N)
-    member = torch.nn.functional.one_hot(distance.argmin(1), k).transpose(1, 2).bool()
-    return torch.where(member, distance, torch.inf).argmin(-1).where(member.any(-1), seeds)
+        members = torch.nn.functional.one_hot(torch.take_along_dim(distance, picks[..., None], 1).argmin(1), k)
+        members = members.transpose(1, 2).bool()  # (B, k, N)
+        cost = members.to(distance.dtype) @ distance / distance.shape[-1] + penalty[:, None]
+        moved = cost.masked_fill(~members, torch.inf).argmin(-1)
+        moved = torch.where(members.any(-1), moved, picks)
+        if torch.equal(moved, picks):
+            break
+        picks = moved
+    return picks
 
 
 def complete_by_sampling(masked_body, eps_model: EpsModel, observed: torch.Tensor, mask: torch.Tensor,
@@ -256,10 +263,11 @@ def complete_by_sampling(masked_body, eps_model: EpsModel, observed: torch.Tenso
                          temperature: float = SAMPLED_COMPLETION["temperature"],
                          schedule: Schedule = SCHEDULES["complete"], generator: torch.Generator | None = None,
                          progress: Progress | None = None,
-                         draws_per_hypothesis: int = SAMPLED_COMPLETION["draws_per_hypothesis"]) -> torch.Tensor:
+                         draws_per_hypothesis: int = SAMPLED_COMPLETION["draws_per_hypothesis"],
+                         mean_weight: float = SAMPLED_COMPLETION["mean_weight"]) -> torch.Tensor:
     """Whole-body model vectors (B, 162): the body by `sample_completion` with the mask-reading body network,
-    `draws_per_hypothesis` draws per hypothesis reduced to `hypotheses` by
-    `representatives` on `positions` (normalised model vectors (R, 162) -> joint positions (R, J, 3)); then, if
+    `draws_per_hypothesis` draws per hypothesis reduced to `hypotheses` by `representatives` (with `mean_weight`)
+    on `positions` (normalised model vectors (R, 162) -> joint positions (R, J, 3)); then, if
     hands or face have missing entries, DPoser's optimisation (`complete`, with `eps_model`) fills them with
     each hypothesis's body held fixed. -> (B, hypotheses, 162), observed entries exact."""
     body = MODEL_SLICES["body"]
@@ -274,8 +282,8 @@ def complete_by_sampling(masked_body, eps_model: EpsModel, observed: torch.Tenso
                                 generator=generator, progress=stage_progress(0))
     candidates = observed[:, None].repeat(1, draws, 1)
     candidates[..., body] = sampled
-    points = positions(candidates.reshape(-1, candidates.shape[-1])).reshape(len(observed), draws, -1)
-    picks = representatives(points, hypotheses, generator)
+    points = positions(candidates.reshape(-1, candidates.shape[-1]))
+    picks = representatives(points.reshape(len(observed), draws, *points.shape[1:]), hypotheses, mean_weight)
     completed = torch.take_along_dim(candidates, picks[..., None], dim=1)
     if not rest_missing:
         return completed

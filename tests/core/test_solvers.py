@@ -294,21 +294,46 @@ def test_representatives_pick_one_draw_from_each_separated_cluster():
     generator = torch.Generator().manual_seed(0)
     centres = torch.tensor([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0]])
     labels = torch.tensor([0] * 50 + [1] * 30 + [2] * 20)
-    points = (centres[labels] + 0.1 * torch.randn(100, 2, generator=generator))[None]
-    picks = representatives(points, 3, generator)
+    points = (centres[labels] + 0.1 * torch.randn(100, 2, generator=generator))[None, :, None]
+    picks = representatives(points, 3)
     assert picks.shape == (1, 3)
     assert sorted(labels[picks[0]].tolist()) == [0, 1, 2]
 
 
+def hypothesis_errors(draws, picks, truth):
+    """(B, k) mean distance over the points from each picked draw to the truth."""
+    return (torch.take_along_dim(draws, picks[..., None, None], dim=1) - truth).norm(dim=-1).mean(-1)
+
+
+def gaussian_draws():
+    generator = torch.Generator().manual_seed(0)
+    return torch.randn(200, 100, 1, 2, generator=generator), torch.randn(200, 1, 1, 2, generator=generator)
+
+
 def test_representatives_bring_the_best_of_k_closer_than_k_plain_draws():
     """The point of reducing many draws to k: a truth from the same distribution is nearer to its nearest pick."""
-    generator = torch.Generator().manual_seed(0)
-    draws = torch.randn(200, 100, 2, generator=generator)
-    truth = torch.randn(200, 1, 2, generator=generator)
-    picks = representatives(draws, 10, generator)
-    chosen = torch.take_along_dim(draws, picks[..., None], dim=1)
-    best_of = lambda hypotheses: (hypotheses - truth).norm(dim=-1).min(1).values.mean()
-    assert best_of(chosen) < 0.85 * best_of(draws[:, :10])
+    draws, truth = gaussian_draws()
+    best_of = lambda picks: hypothesis_errors(draws, picks, truth).min(1).values.mean()  # noqa: E731
+    assert best_of(representatives(draws, 10)) < 0.85 * best_of(torch.arange(10).expand(200, 10))
+
+
+def test_representatives_mean_weight_trades_the_best_of_k_for_the_mean_of_k():
+    draws, truth = gaussian_draws()
+    covering, central = (hypothesis_errors(draws, representatives(draws, 10, w), truth) for w in (0.0, 1.0))
+    assert central.mean() < 0.95 * covering.mean()
+    assert covering.min(1).values.mean() < 0.95 * central.min(1).values.mean()
+
+
+def test_representatives_iterations_lower_the_expected_cost_of_the_greedy_choice():
+    """The Voronoi iterations after the greedy choice lower the cost on the draws, and never raise it."""
+    draws, _ = gaussian_draws()
+    distance = torch.stack([torch.cdist(row, row).mean(0) for row in draws.transpose(1, 2)])
+
+    def cost(picks):  # the expected best-of-k error, truth = one of the draws (mean weight 0)
+        return torch.take_along_dim(distance, picks[..., None], 1).min(1).values.mean(1)
+
+    greedy, refined = cost(representatives(draws, 10, iterations=0)), cost(representatives(draws, 10))
+    assert (refined <= greedy + 1e-6).all() and (refined < greedy - 1e-6).any()
 
 
 def test_complete_by_sampling_fills_hands_by_optimisation_around_each_sampled_body():
