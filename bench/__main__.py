@@ -16,7 +16,7 @@ import torch
 
 from dposerx_blender.core.layout import model_to_pose
 from dposerx_blender.core.skeleton import BODY_JOINTS, JOINT_NAMES, NUM_JOINTS, OCCLUSION_GROUPS
-from dposerx_blender.core.solvers import SCHEDULES
+from dposerx_blender.core.solvers import SAMPLED_COMPLETION, SCHEDULES
 from dposerx_blender.core.weights import load_prior
 from training.evaluate import to_model
 from training.train import load_split
@@ -40,7 +40,8 @@ class Clock:
 
 SAMPLING = "DPoser-X sampling (mask-conditioned, default)"
 OPTIMISATION = "DPoser-X optimisation (paper)"
-SAMPLING_REDUCED = "sampling, 10 draws per hypothesis reduced by k-means (default)"
+SAMPLING_REDUCED = (f"sampling, {SAMPLED_COMPLETION['draws_per_hypothesis']} draws per hypothesis reduced by k-medoids, "
+                    f"mean weight {SAMPLED_COMPLETION['mean_weight']} (default)")
 
 
 def run_convention(data_dir: Path) -> dict | None:

@@ -66,8 +66,8 @@ def dposer(model, schedule=SCHEDULES["complete"]) -> Method:
 
 def dposer_sampling(prior, draws_per_hypothesis: int = SAMPLED_COMPLETION["draws_per_hypothesis"]) -> Method:
     """What `tasks.complete` ships by default: the mask-reading body network samples the missing body joints,
-    `draws_per_hypothesis` draws per hypothesis reduced by k-means (hands, when missing, by the optimisation
-    around each sampled body)."""
+    `draws_per_hypothesis` draws per hypothesis reduced by `solvers.representatives` (hands, when missing, by
+    the optimisation around each sampled body)."""
     points = partial(normalised_positions, prior, tips=True)
     return lambda obs, mask, k, generator: complete_by_sampling(prior.masked_body, prior.model, obs, mask, points,
                                                                 k, generator=generator,

@@ -84,8 +84,8 @@ def _completion(results: dict, img: Path) -> str:
         "them; *hidden joints*: the paper's metric (DPoser-X Table S-18), the mean distance of the occluded joints' "
         "own positions (a hip's own position does not depend on its rotation, so it counts as 0, as in the paper); "
         "APD: mean pairwise distance between the hypotheses on the moved points (mm); within limits: share of all "
-        "hypotheses inside `core.limits`. *Sampling* is what `tasks.complete` ships (10 draws per hypothesis "
-        "reduced by k-means; settings chosen on the validation split, `python -m training.tune_completion`); *optimisation* is the paper's completion, kept as the "
+        "hypotheses inside `core.limits`. *Sampling* is what `tasks.complete` ships (many draws per hypothesis "
+        "reduced to the hypotheses by k-medoids with a mean weight, `solvers.representatives`; settings chosen on the validation split, `python -m training.tune_completion`); *optimisation* is the paper's completion, kept as the "
         "ablation. Body groups use poses "
         "with flat hands (as the CMU takes); `hands` pairs each body pose with a held-out left and right hand pose "
         "and occludes both wrists and hands. GMM, VPoser and the nearest training pose model the body only and "
@@ -96,8 +96,8 @@ def _completion(results: dict, img: Path) -> str:
         "### Ablations (same poses and seeds)",
         "Of the paper's optimisation: truncated timestep schedule [0.15, 0.05] (paper Eq. 11) against the uniform one ([1, 0.001]; t = 0 "
         "divides by zero in the regulariser's weight); the masked whole-body model (fused) against the plain "
-        "combination of the part networks. Of the sampled completion (what ships): ten draws per hypothesis reduced "
-        "to the hypotheses by k-means on joint positions (`solvers.representatives`) against one draw per "
+        "combination of the part networks. Of the sampled completion (what ships): many draws per hypothesis "
+        "reduced to the hypotheses on joint positions (`solvers.representatives`) against one draw per "
         "hypothesis.",
         _table(["group", "variant", "best (mm)", "mean (mm)", "APD (mm)"], abl)])
 
