@@ -259,7 +259,7 @@ def test_sample_completion_draws_from_the_conditional_distribution():
     # Deterministic DDIM with enough steps follows the probability-flow ODE, which keeps the distribution; with
     # few steps and eta 1 the spread shrinks (measured here: 20 steps, eta 1: 0.63x), which the temperature
     # chosen on validation compensates.
-    out = sample_completion(model, observed, mask, hypotheses=4000, steps=50, eta=0.0,
+    out = sample_completion(model, observed, mask, hypotheses=4000, steps=50, eta=0.0, temperature=1.0,
                             generator=torch.Generator().manual_seed(0))
     assert out.shape == (1, 4000, 6)
     assert torch.equal(out[0, :, :3], observed[:, :3].expand(4000, 3))  # observed entries exact
@@ -295,7 +295,7 @@ def test_representatives_pick_one_draw_from_each_separated_cluster():
     centres = torch.tensor([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0]])
     labels = torch.tensor([0] * 50 + [1] * 30 + [2] * 20)
     points = (centres[labels] + 0.1 * torch.randn(100, 2, generator=generator))[None, :, None]
-    picks = representatives(points, 3)
+    picks = representatives(points, 3, mean_weight=0.0)
     assert picks.shape == (1, 3)
     assert sorted(labels[picks[0]].tolist()) == [0, 1, 2]
 
@@ -314,7 +314,7 @@ def test_representatives_bring_the_best_of_k_closer_than_k_plain_draws():
     """The point of reducing many draws to k: a truth from the same distribution is nearer to its nearest pick."""
     draws, truth = gaussian_draws()
     best_of = lambda picks: hypothesis_errors(draws, picks, truth).min(1).values.mean()  # noqa: E731
-    assert best_of(representatives(draws, 10)) < 0.85 * best_of(torch.arange(10).expand(200, 10))
+    assert best_of(representatives(draws, 10, mean_weight=0.0)) < 0.85 * best_of(torch.arange(10).expand(200, 10))
 
 
 def test_representatives_mean_weight_trades_the_best_of_k_for_the_mean_of_k():
@@ -332,7 +332,7 @@ def test_representatives_iterations_lower_the_expected_cost_of_the_greedy_choice
     def cost(picks):  # the expected best-of-k error, truth = one of the draws (mean weight 0)
         return torch.take_along_dim(distance, picks[..., None], 1).min(1).values.mean(1)
 
-    greedy, refined = cost(representatives(draws, 10, iterations=0)), cost(representatives(draws, 10))
+    greedy, refined = (cost(representatives(draws, 10, 0.0, iterations)) for iterations in (0, 10))
     assert (refined <= greedy + 1e-6).all() and (refined < greedy - 1e-6).any()
 
 
