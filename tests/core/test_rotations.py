@@ -347,9 +347,10 @@ def test_rig_math_quaternion_channels_agree(quat, scale):
 @given(quaternions, st.sampled_from(rig_math.EULER_ORDERS))
 def test_rig_math_euler_and_axis_angle_channels_agree(quat, order):
     expected = _torch_matrix(quat)
-    for mode in (order, "AXIS_ANGLE"):
+    # At gimbal lock an Euler middle angle comes from its sine (±1): the round trip holds to about sqrt(eps).
+    for mode, atol in ((order, 1e-7), ("AXIS_ANGLE", 1e-9)):
         channels = rig_math.matrix_to_channels(mode, expected[None])
-        np.testing.assert_allclose(rig_math.channels_to_matrix(mode, channels)[0], expected, atol=1e-9)
+        np.testing.assert_allclose(rig_math.channels_to_matrix(mode, channels)[0], expected, atol=atol)
     angle, axis = channels[0, 0], channels[0, 1:]
     rotvec = torch.from_numpy(angle * axis)
     np.testing.assert_allclose(rot.axis_angle_to_matrix(rotvec).numpy(), expected, atol=1e-9)
