@@ -26,7 +26,7 @@ GROUPS = ("left_leg", "legs", "arms", "trunk")
 # Each sampling setting draws once, at the most draws per hypothesis; fewer draws are the first ones of each pose
 # (the draws are independent), so every reduction of a sampling setting is measured on the same draws.
 SAMPLING_GRID = {"steps": (20,), "eta": (1.0,), "temperature": (1.0, 1.2, 1.4, 1.6, 1.8)}
-REDUCTION_GRID = {"draws_per_hypothesis": (1, 10, 20), "mean_weight": (0.0, 0.1, 0.25, 0.5)}
+REDUCTION_GRID = {"draws_per_hypothesis": (1, 10, 20), "mean_weight": (0.0, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5)}
 GRID = {**SAMPLING_GRID, **REDUCTION_GRID}
 
 
