@@ -50,10 +50,9 @@ def with_fast_move(track: np.ndarray, joint: str, axis, peak_deg: float, hz: flo
 
 def peak_acceleration_deg(track: np.ndarray) -> float:
     """99th percentile over body joints and frames of the change of angular velocity (deg/frame^2)."""
-    rotations = Rotation.from_rotvec(track.reshape(len(track), NUM_JOINTS, 3)[:, 1:22].reshape(-1, 3))
-    rotations = rotations.as_rotvec().reshape(len(track), 21, 3)
-    velocity = np.stack([(Rotation.from_rotvec(rotations[1:, j]) * Rotation.from_rotvec(rotations[:-1, j]).inv())
-                         .as_rotvec() for j in range(21)], 1)
+    rotations = track.reshape(len(track), NUM_JOINTS, 3)[:, list(BODY_JOINTS)]
+    velocity = np.stack([(Rotation.from_rotvec(joint[1:]) * Rotation.from_rotvec(joint[:-1]).inv()).as_rotvec()
+                         for joint in rotations.transpose(1, 0, 2)], 1)
     return float(np.degrees(np.percentile(np.linalg.norm(np.diff(velocity, axis=0), axis=-1), 99)))
 
 

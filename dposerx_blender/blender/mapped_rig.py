@@ -400,7 +400,7 @@ def _channel_measure(rig: MappedRig, frames: np.ndarray, written: list[int]):
     unkeyed) and its rest: each bone turns from rest by its parent's turn and its basis rotation expressed in
     armature space, batched over frames. None where a bone is scaled (its children's rotations would shear:
     the evaluated path handles that)."""
-    from .rig_bridge import current_channels, rotation_path
+    from .rig_bridge import rotation_channels
 
     armature = rig.converter.armature
     channelbag = keyframes.object_channelbag(rig.object, create=False)
@@ -408,13 +408,11 @@ def _channel_measure(rig: MappedRig, frames: np.ndarray, written: list[int]):
     channels = {}
     for b in rig.evaluated:  # parents first (ArmatureRest order)
         pose_bone = rig.object.pose.bones[armature.names[b]]
-        path = f'pose.bones["{pose_bone.name}"]'
-        scale = keyframes.evaluate_channel(channelbag, f"{path}.scale", 3, frames, pose_bone.scale)
+        scale = keyframes.evaluate_channel(channelbag, f'pose.bones["{pose_bone.name}"].scale', 3, frames,
+                                           pose_bone.scale)
         if np.abs(scale - 1).max() > 1e-6:
             return None
-        current = current_channels(pose_bone)
-        channels[b] = keyframes.evaluate_channel(channelbag, f"{path}.{rotation_path(pose_bone.rotation_mode)}",
-                                                 len(current), frames, current)
+        channels[b] = rotation_channels(pose_bone, channelbag, frames)
         rest = armature.rest[b]
         turn = rest @ rig_math.channels_to_matrix(pose_bone.rotation_mode, channels[b]) @ rest.T
         parent = armature.parents[b]

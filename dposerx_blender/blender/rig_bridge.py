@@ -153,15 +153,19 @@ def _to_smplx(rig: Rig, basis: np.ndarray, root: np.ndarray | None, frames=None)
     return Rotation.from_matrix(local).as_rotvec().reshape(len(basis), -1)
 
 
-def _bone_basis(pose_bone, channelbag, frames: np.ndarray | None) -> np.ndarray:
-    """The bone's basis rotation (T, 3, 3) at `frames` from its F-curves in `channelbag` (its current value where
-    unkeyed), or its current value (1, 3, 3) when `frames` is None."""
+def rotation_channels(pose_bone, channelbag, frames: np.ndarray | None) -> np.ndarray:
+    """The bone's rotation channels (T, k) in its own mode at `frames` from its F-curves in `channelbag` (its
+    current value where unkeyed), or its current value (1, k) when `frames` is None."""
     mode, current = pose_bone.rotation_mode, current_channels(pose_bone)
     if frames is None:
-        return rig_math.channels_to_matrix(mode, current[None])
+        return current[None]
     path = f'pose.bones["{pose_bone.name}"].{rotation_path(mode)}'
-    return rig_math.channels_to_matrix(mode, keyframes.evaluate_channel(channelbag, path, rig_math.CHANNEL_SIZES[mode],
-                                                                        frames, current))
+    return keyframes.evaluate_channel(channelbag, path, rig_math.CHANNEL_SIZES[mode], frames, current)
+
+
+def _bone_basis(pose_bone, channelbag, frames: np.ndarray | None) -> np.ndarray:
+    """The bone's basis rotation (T, 3, 3) at `frames` (rotation_channels), (1, 3, 3) when `frames` is None."""
+    return rig_math.channels_to_matrix(pose_bone.rotation_mode, rotation_channels(pose_bone, channelbag, frames))
 
 
 def _object_channelbag(rig: Rig, frames):

@@ -201,8 +201,9 @@ def jump_bounded(axis_angle: np.ndarray) -> np.ndarray:
     glitch = np.zeros(len(axis_angle), bool)
     if len(steps) < 2:
         return glitch
-    thresholds = _jump_thresholds(steps)
-    unlike_next = np.r_[np.linalg.norm(np.diff(steps, axis=0), axis=1), np.inf] > thresholds
+    change = np.linalg.norm(np.diff(steps, axis=0), axis=1)  # (T - 2,) each step's change to the next
+    thresholds = _jump_thresholds(change)
+    unlike_next = np.r_[change, np.inf] > thresholds
     jumps, before = [], {}  # the steps that jump, and the velocity each jumped from
     for t in np.flatnonzero(unlike_next):  # only a step unlike the next one can be a jump
         last = t - 1
@@ -234,11 +235,10 @@ def _bridge_miss(rotations: Rotation, steps: np.ndarray, a: int, b: int, before:
     return float(np.linalg.norm(across - (b + 1 - a) * (before[a] + after) / 2) / larger)
 
 
-def _jump_thresholds(steps: np.ndarray) -> np.ndarray:
-    """(T - 1, 3) velocities -> (T - 1,) per step: JUMP_C times the median, within MAX_GLITCH_FRAMES of it, of each
-    step's change from the nearer of the steps either side (noise and motion; a glitch's jumps are a few of them),
-    at least MIN_JUMP_DEG."""
-    change = np.linalg.norm(np.diff(steps, axis=0), axis=1)
+def _jump_thresholds(change: np.ndarray) -> np.ndarray:
+    """(T - 2,) changes between successive velocities -> (T - 1,) per step: JUMP_C times the median, within
+    MAX_GLITCH_FRAMES of it, of each step's change from the nearer of the steps either side (noise and motion; a
+    glitch's jumps are a few of them), at least MIN_JUMP_DEG."""
     nearer = np.minimum(np.r_[change[:1], change], np.r_[change, change[-1:]])
     return np.maximum(JUMP_C * median_filter(nearer, size=2 * MAX_GLITCH_FRAMES + 1, mode="reflect"),
                       np.radians(MIN_JUMP_DEG))
