@@ -47,6 +47,24 @@ def test_degrees_of_freedom_match_the_exact_hat_matrix():
     assert cleaning._trace(frames, np.array([lam]))[0] == pytest.approx(exact, rel=0.05)
 
 
+def test_white_noise_per_channel_is_measured_closely_on_a_short_take():
+    """SURE is only as good as the noise level it is given: on a 90-frame take the per-channel noise measured for
+    it is within 25 % of the truth on most channels (the fourth differences' median alone: 57 % of them, mean
+    |log ratio| 0.26)."""
+    frames, sigma = 90, 0.05
+    truth = smooth_track(frames).reshape(frames, 55, 3)[:, 1:22].reshape(frames, 63)
+    rng = np.random.default_rng(3)
+    band, lams, weights = cleaning._penalty_band(frames), cleaning.LAMBDAS[::4], np.ones(frames)
+    ratios = []
+    for _ in range(5):
+        noisy = truth + rng.normal(scale=sigma, size=truth.shape)
+        rss = np.array([((noisy - cleaning.whittaker(noisy, weights, lam, band)) ** 2).sum(0) for lam in lams])
+        ratios.append(cleaning._white_noise(noisy, weights > 0, rss, lams) / sigma ** 2)
+    ratios = np.concatenate(ratios)
+    assert (np.abs(ratios - 1) < 0.25).mean() > 0.7
+    assert np.abs(np.log(ratios)).mean() < 0.22
+
+
 def test_noise_is_measured_from_the_track_and_removed():
     truth = smooth_track()
     rng = np.random.default_rng(1)
