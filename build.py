@@ -7,6 +7,7 @@
     python build.py data [ARGS]      build the training set into data/ and the retarget report in docs/data.md
     python build.py train --part P   train the prior for part P (body|hand|face|whole); --help for options
     python build.py export           best checkpoints -> bundled_weights/ with metrics, pictures for docs/
+    python build.py bank             the completion's pose bank (training poses) -> bundled_weights/
     python build.py extension [--platform linux-x64|windows-x64|macos-arm64|all]
                                      Blender extension zips (package, weights, wheels) -> dist/, validated
     python build.py demo             headless demo on the bundled weights -> out/demo.blend, out/contact_sheet.png
@@ -106,6 +107,8 @@ def main(argv: list[str]) -> None:
         in_venv(["-m", "training.train", *args])
     elif command == "export":
         in_venv(["-m", "training.export", *args])
+    elif command == "bank":
+        in_venv(["-m", "training.pose_bank", *args])
     elif command == "bench":
         if not (ROOT / "data" / "manifest.json").exists():
             print("build.py: data/ is missing; building it first (python build.py data)", flush=True)

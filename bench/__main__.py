@@ -40,8 +40,9 @@ class Clock:
 
 SAMPLING = "DPoser-X sampling (mask-conditioned, default)"
 OPTIMISATION = "DPoser-X optimisation (paper)"
-SAMPLING_REDUCED = (f"sampling, {SAMPLED_COMPLETION['draws_per_hypothesis']} draws per hypothesis reduced by k-medoids, "
-                    f"mean weight {SAMPLED_COMPLETION['mean_weight']} (default)")
+SAMPLING_REDUCED = (f"sampling, {SAMPLED_COMPLETION['draws_per_hypothesis']} draws and "
+                    f"{SAMPLED_COMPLETION['bank_per_hypothesis']} pose-bank grafts per hypothesis reduced by "
+                    f"k-medoids, mean weight {SAMPLED_COMPLETION['mean_weight']} (default)")
 
 
 def run_convention(data_dir: Path) -> dict | None:
@@ -83,7 +84,10 @@ def run_completion(mode, data_dir, prior, combined, methods_body, seed, clock) -
                         "optimisation, truncated [0.15, 0.05], part combination": completion.dposer(combined.model)}
             if prior.masked_body is not None:
                 variants.update({SAMPLING_REDUCED: results[group][SAMPLING],
-                                 "sampling, one draw per hypothesis": completion.dposer_sampling(prior, 1)})
+                                 "sampling, network draws only (no pose bank)": completion.dposer_sampling(
+                                     prior, bank=False),
+                                 "sampling, one draw per hypothesis, no pose bank": completion.dposer_sampling(
+                                     prior, 1, bank=False)})
             ablations[group] = {name: v if isinstance(v, dict) else completion.evaluate(
                 v, truth, prior.normalizer, group, mode.hypotheses, seed) for name, v in variants.items()}
             clock.log(f"ablations {group}: {ablations[group]}")
@@ -185,7 +189,8 @@ def main(argv: list[str] | None = None) -> None:
     train_normalised = prior.normalizer.normalize(train_model)[:, completion.BODY]
     methods_body = {"GMM (max-mixture)": completion.gmm(gmm, prior.normalizer),
                     "VPoser (latent optimisation)": completion.vposer(vae, prior.normalizer),
-                    "nearest training pose": completion.nearest_training(train_normalised)}
+                    "nearest training pose": completion.nearest_training(train_normalised),
+                    "random training poses (observation ignored)": completion.random_training(train_normalised)}
     results = {**started, "mode": mode.name, "settings": asdict(mode), "threads": torch.get_num_threads(),
                "seed": args.seed,
                "data_hash": data_hash, "tracks_hash": tracks_hash, "command": report.command(mode.name),

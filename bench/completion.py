@@ -64,14 +64,15 @@ def dposer(model, schedule=SCHEDULES["complete"]) -> Method:
     return lambda obs, mask, k, generator: complete(model, obs, mask, k, schedule, generator)
 
 
-def dposer_sampling(prior, draws_per_hypothesis: int = SAMPLED_COMPLETION["draws_per_hypothesis"]) -> Method:
+def dposer_sampling(prior, draws_per_hypothesis: int = SAMPLED_COMPLETION["draws_per_hypothesis"],
+                    bank: bool = True) -> Method:
     """What `tasks.complete` ships by default: the mask-reading body network samples the missing body joints,
-    `draws_per_hypothesis` draws per hypothesis reduced by `solvers.representatives` (hands, when missing, by
-    the optimisation around each sampled body)."""
+    `draws_per_hypothesis` draws per hypothesis and (with `bank`) the pose bank's grafts reduced by
+    `solvers.representatives` (hands, when missing, by the optimisation around each sampled body)."""
     points = partial(normalised_positions, prior, tips=True)
-    return lambda obs, mask, k, generator: complete_by_sampling(prior.masked_body, prior.model, obs, mask, points,
-                                                                k, generator=generator,
-                                                                draws_per_hypothesis=draws_per_hypothesis)
+    return lambda obs, mask, k, generator: complete_by_sampling(
+        prior.masked_body, prior.model, obs, mask, points, k, generator=generator,
+        draws_per_hypothesis=draws_per_hypothesis, bank=prior.pose_bank if bank else None)
 
 
 def no_prior() -> Method:
@@ -127,6 +128,18 @@ def nearest_training(train_normalised: torch.Tensor) -> Method:
         nearest = distances.topk(k, largest=False).indices  # (B, k)
         out = obs[:, None].repeat(1, k, 1)
         out[..., BODY] = torch.where(mask[:, None, BODY], out[..., BODY], train_normalised[nearest])
+        return out
+    return run
+
+
+def random_training(train_normalised: torch.Tensor) -> Method:
+    """k training poses drawn at random supply the occluded body dimensions, whatever the observed ones are: the
+    best of k measures how far plain coverage of the training distribution gets."""
+    def run(obs, mask, k, generator):
+        _body_only(mask)
+        drawn = torch.randint(len(train_normalised), (len(obs), k), generator=generator)
+        out = obs[:, None].repeat(1, k, 1)
+        out[..., BODY] = torch.where(mask[:, None, BODY], out[..., BODY], train_normalised[drawn])
         return out
     return run
 

@@ -17,10 +17,11 @@ from safetensors.torch import save_file
 
 from dposerx_blender.core.network import PART_DIMS, CombinedPrior, FusedPrior, TimeFC, part_network
 from dposerx_blender.core.normalizer import Normalizer
-from dposerx_blender.core.weights import META_FILE, WEIGHTS_FILE, file_sha256
+from dposerx_blender.core.weights import BANK_FILE, META_FILE, WEIGHTS_FILE, file_sha256
 
 from .evaluate import completion_error
 from .figures import sample_grid, validation_curves
+from .pose_bank import write_bank
 from .train import load_normalizer, load_split
 from .validate_retarget import write_doc_block
 
@@ -72,7 +73,9 @@ def main(argv=None) -> None:
     # Metrics of the exported (fp16-rounded) weights, so the numbers describe what ships.
     from dposerx_blender.core.weights import load_prior
 
-    meta = {"format": 1, "sha256": {WEIGHTS_FILE: file_sha256(args.out / WEIGHTS_FILE)}}
+    bank = write_bank(args.data, args.out)
+    meta = {"format": 1, "sha256": {WEIGHTS_FILE: file_sha256(args.out / WEIGHTS_FILE),
+                                    BANK_FILE: file_sha256(args.out / BANK_FILE)}}
     # A first meta with what the loader needs, so the metrics below run through the shipped loading path.
     (args.out / META_FILE).write_text(json.dumps({**meta, "parts": {p: {"config": states[p]["config"]}
                                                                       for p in PART_DIMS},
@@ -105,6 +108,7 @@ def main(argv=None) -> None:
                   "best_validation": json.loads(states["whole"]["metric"]),
                   "command": "python build.py train " + _command(states["whole"])},
         "default_variant": default,
+        "pose_bank": bank,
         "metrics": metrics,
         "metric_protocol": "completion error (mm) of the positions moved by occluded joints, default rest "
                            "skeleton, best and mean of 10 hypotheses, vs mean-pose fill; body: left leg; hand: "

@@ -1,6 +1,6 @@
 """`python -m training.tune_completion RUN_DIR`: choose the sampled-completion settings (DDIM steps, eta,
-temperature, draws per hypothesis, the reduction's mean weight) of the mask-reading body network on the
-VALIDATION split only, over the body occlusion groups of the bench (left_leg, legs, arms, trunk); prints a
+temperature, draws per hypothesis, pose-bank grafts per hypothesis, the reduction's mean weight) of the
+mask-reading body network on the VALIDATION split only, over the body occlusion groups of the bench (left_leg, legs, arms, trunk); prints a
 table, the mean-pose fill for reference, and the chosen row (lowest mean of best-of-10 and mean-of-10 errors,
 averaged over the groups)."""
 from __future__ import annotations
@@ -17,16 +17,19 @@ from dposerx_blender.core.layout import joint_mask_to_model_mask
 from dposerx_blender.core.network import part_network
 from dposerx_blender.core.normalizer import Normalizer
 from dposerx_blender.core.skeleton import NUM_JOINTS, OCCLUSION_GROUPS
-from dposerx_blender.core.solvers import representatives, sample_completion
+from dposerx_blender.core.solvers import bank_grafts, representatives, sample_completion
 
 from .evaluate import affected_points, from_model, positions
+from .pose_bank import bank_rows
 from .train import ROOT, load_split
 
 GROUPS = ("left_leg", "legs", "arms", "trunk")
 # Each sampling setting draws once, at the most draws per hypothesis; fewer draws are the first ones of each pose
 # (the draws are independent), so every reduction of a sampling setting is measured on the same draws.
-SAMPLING_GRID = {"steps": (20,), "eta": (1.0,), "temperature": (1.0, 1.2, 1.4, 1.6, 1.8)}
-REDUCTION_GRID = {"draws_per_hypothesis": (1, 10, 20), "mean_weight": (0.0, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5)}
+# The pose bank's grafts are drawn once per pose in the same way (the first ones for fewer).
+SAMPLING_GRID = {"steps": (20,), "eta": (1.0,), "temperature": (1.3, 1.6)}
+REDUCTION_GRID = {"draws_per_hypothesis": (10, 20), "bank_per_hypothesis": (0, 20, 40, 80),
+                  "mean_weight": (0.5, 0.75, 1.0, 1.5)}
 GRID = {**SAMPLING_GRID, **REDUCTION_GRID}
 
 
@@ -51,11 +54,20 @@ def sampled_points(net, normalizer, truth: torch.Tensor, group: str, draws: int,
     return moved_points(normalizer.denormalize(sampled), group)
 
 
-def errors(found: torch.Tensor, true: torch.Tensor, draws_per_hypothesis: int, mean_weight: float,
-           hypotheses: int = 10) -> tuple[float, float]:
-    """The first `hypotheses x draws_per_hypothesis` draws of each pose reduced as solvers.complete_by_sampling
-    does (on the moved points, the only ones that differ between draws) -> best-of-k and mean errors (mm)."""
-    draws = found[:, :hypotheses * draws_per_hypothesis]
+def grafted_points(bank: torch.Tensor, truth: torch.Tensor, group: str, count: int) -> torch.Tensor:
+    """`count` grafts of raw bank poses (N, 63) onto raw poses (B, 63) with the group hidden -> their moved points
+    (grafting commutes with the per-dimension normalisation of the shipped path)."""
+    grafts = bank_grafts(truth, group_mask(group, truth), bank, count, torch.Generator().manual_seed(1))
+    return moved_points(grafts, group)
+
+
+def errors(found: torch.Tensor, grafted: torch.Tensor, true: torch.Tensor, draws_per_hypothesis: int,
+           bank_per_hypothesis: int, mean_weight: float, hypotheses: int = 10) -> tuple[float, float]:
+    """The first `hypotheses x draws_per_hypothesis` draws and `hypotheses x bank_per_hypothesis` grafts of each
+    pose reduced as solvers.complete_by_sampling does (on the moved points, the only ones that differ between
+    draws) -> best-of-k and mean errors (mm)."""
+    draws = torch.cat([found[:, :hypotheses * draws_per_hypothesis],
+                       grafted[:, :hypotheses * bank_per_hypothesis]], 1)
     picks = representatives(draws, hypotheses, mean_weight)
     chosen = torch.take_along_dim(draws, picks[..., None, None], dim=1)
     error = 1000 * (chosen - true[:, None]).norm(dim=-1).mean(-1)
@@ -84,6 +96,8 @@ def main(argv=None) -> None:
     rows = load_split(args.data, "body", "val")["poses"]
     truth = torch.from_numpy(rows[np.linspace(0, len(rows) - 1, args.poses).astype(int)]).float()
     true = {g: moved_points(truth, g) for g in GROUPS}
+    bank = torch.from_numpy(bank_rows(args.data)).half().float()  # as shipped (float16)
+    grafted = {g: grafted_points(bank, truth, g, 10 * max(REDUCTION_GRID["bank_per_hypothesis"])) for g in GROUPS}
     fill = {g: fill_error(normalizer, truth, true[g], g) for g in GROUPS}
     print("mean-pose fill (mm):", json.dumps({g: round(v, 1) for g, v in fill.items()}), flush=True)
     draws = 10 * max(REDUCTION_GRID["draws_per_hypothesis"])
@@ -93,7 +107,7 @@ def main(argv=None) -> None:
         found = {g: sampled_points(net, normalizer, truth, g, draws, sampling) for g in GROUPS}
         for reduction_values in itertools.product(*REDUCTION_GRID.values()):
             reduction = dict(zip(REDUCTION_GRID, reduction_values))
-            per_group = {g: errors(found[g], true[g], **reduction) for g in GROUPS}
+            per_group = {g: errors(found[g], grafted[g], true[g], **reduction) for g in GROUPS}
             best = float(np.mean([b for b, _ in per_group.values()]))
             mean = float(np.mean([m for _, m in per_group.values()]))
             results.append({**sampling, **reduction, "best_mm": best, "mean_mm": mean, "groups": per_group})

@@ -199,7 +199,8 @@ def complete(eps_model: EpsModel, observed: torch.Tensor, mask: torch.Tensor, hy
 # Sampled completion with a mask-reading network (network.MaskedTimeFC): few DDIM steps, eta, temperature, draws
 # per returned hypothesis and the reduction's mean weight (`representatives`) chosen on the validation split
 # (`python -m training.tune_completion`).
-SAMPLED_COMPLETION = {"steps": 20, "eta": 1.0, "temperature": 1.6, "draws_per_hypothesis": 20, "mean_weight": 0.5}
+SAMPLED_COMPLETION = {"steps": 20, "eta": 1.0, "temperature": 1.6, "draws_per_hypothesis": 20, "mean_weight": 0.5,
+                      "bank_per_hypothesis": 40}
 
 
 @torch.no_grad()
@@ -258,18 +259,35 @@ def representatives(points: torch.Tensor, k: int,
     return picks
 
 
+def bank_grafts(observed: torch.Tensor, mask: torch.Tensor, bank: torch.Tensor, count: int,
+                generator: torch.Generator | None = None) -> torch.Tensor:
+    """observed (B, 162) model vectors, mask (B, 162), bank (N, 63) normalised body poses -> (B, count, 162): each
+    pose with its hidden body joints taken from `count` bank poses drawn uniformly (with replacement)."""
+    body = MODEL_SLICES["body"]
+    rows = torch.randint(len(bank), (len(observed), count), generator=generator)
+    grafts = observed[:, None].repeat(1, count, 1)
+    grafts[..., body] = torch.where(mask[:, None, body], grafts[..., body], bank[rows.to(bank.device)].to(observed))
+    return grafts
+
+
 def complete_by_sampling(masked_body, eps_model: EpsModel, observed: torch.Tensor, mask: torch.Tensor,
                          positions: Callable[[torch.Tensor], torch.Tensor], hypotheses: int = 10,
                          temperature: float = SAMPLED_COMPLETION["temperature"],
                          schedule: Schedule = SCHEDULES["complete"], generator: torch.Generator | None = None,
                          progress: Progress | None = None,
                          draws_per_hypothesis: int = SAMPLED_COMPLETION["draws_per_hypothesis"],
-                         mean_weight: float = SAMPLED_COMPLETION["mean_weight"]) -> torch.Tensor:
+                         mean_weight: float = SAMPLED_COMPLETION["mean_weight"], bank: torch.Tensor | None = None,
+                         bank_per_hypothesis: int = SAMPLED_COMPLETION["bank_per_hypothesis"]) -> torch.Tensor:
     """Whole-body model vectors (B, 162): the body by `sample_completion` with the mask-reading body network,
-    `draws_per_hypothesis` draws per hypothesis reduced to `hypotheses` by `representatives` (with `mean_weight`)
-    on `positions` (normalised model vectors (R, 162) -> joint positions (R, J, 3)); then, if
-    hands or face have missing entries, DPoser's optimisation (`complete`, with `eps_model`) fills them with
-    each hypothesis's body held fixed. -> (B, hypotheses, 162), observed entries exact."""
+    `draws_per_hypothesis` draws per hypothesis, plus `bank_per_hypothesis` grafts of training poses from `bank`
+    (`bank_grafts`; none without a bank), reduced to `hypotheses` by `representatives` (with `mean_weight`) on
+    `positions` (normalised model vectors (R, 162) -> joint positions (R, J, 3)); then, if hands or face have
+    missing entries, DPoser's optimisation (`complete`, with `eps_model`) fills them with each hypothesis's body
+    held fixed. -> (B, hypotheses, 162), observed entries exact.
+
+    The grafts are exact samples of the training distribution for the hidden joints; the network's draws add what
+    the observed joints say about them. Where the network's draws are narrower than the truth's spread (arms and
+    trunk hidden, docs/model_card.md), the reduction takes its hypotheses from the grafts."""
     body = MODEL_SLICES["body"]
     rest_missing = not bool(mask[:, body.stop:].all())
     stages = 2 if rest_missing else 1
@@ -282,8 +300,11 @@ def complete_by_sampling(masked_body, eps_model: EpsModel, observed: torch.Tenso
                                 generator=generator, progress=stage_progress(0))
     candidates = observed[:, None].repeat(1, draws, 1)
     candidates[..., body] = sampled
+    if bank is not None and bank_per_hypothesis and not bool(mask[:, body].all()):
+        candidates = torch.cat([candidates, bank_grafts(observed, mask, bank, hypotheses * bank_per_hypothesis,
+                                                        generator)], 1)
     points = positions(candidates.reshape(-1, candidates.shape[-1]))
-    picks = representatives(points.reshape(len(observed), draws, *points.shape[1:]), hypotheses, mean_weight)
+    picks = representatives(points.reshape(*candidates.shape[:2], *points.shape[1:]), hypotheses, mean_weight)
     completed = torch.take_along_dim(candidates, picks[..., None], dim=1)
     if not rest_missing:
         return completed

@@ -159,7 +159,7 @@ def complete(prior, pose, observed, hypotheses: int = 10, seed: int = 0, strengt
         temperature = SAMPLED_COMPLETION["temperature"] * 2.0 ** (1.0 - strength)
         completed = complete_by_sampling(prior.masked_body, prior.model, x, model_mask,
                                          partial(normalised_positions, prior, tips=True), hypotheses, temperature,
-                                         schedule, generator, progress)
+                                         schedule, generator, progress, bank=prior.pose_bank)
     energy = prior_energy(prior.model, completed.reshape(-1, MODEL_DIM), seed=seed).reshape(len(poses), hypotheses)
     order = torch.argsort(energy, dim=1, stable=True)
     completed = torch.take_along_dim(completed, order[..., None], dim=1)

@@ -3,7 +3,8 @@
 bundled_weights/
   prior.safetensors   fp16 network weights ("body.*", "hand.*", "face.*", "fused.*") and fp32 normalisers
                       ("normalizer.<part>.mean|std")
-  dposerx.json        configs, the safetensors file's sha256, training commands, data hash, metrics, licence
+  pose_bank.safetensors  training body poses (float16 axis-angle) that sampled completion mixes into its draws
+  dposerx.json        configs, the safetensors files' sha256, training commands, data hash, metrics, licence
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from .normalizer import Normalizer
 
 WEIGHTS_FILE = "prior.safetensors"
 META_FILE = "dposerx.json"
+BANK_FILE = "pose_bank.safetensors"
 VARIANTS = ("combined", "fused")
 
 
@@ -39,6 +41,7 @@ class Prior:
     variant: str
     meta: dict
     masked_body: torch.nn.Module | None = None  # the body network when it reads observation masks (MaskedTimeFC)
+    pose_bank: torch.Tensor | None = None  # (N, 63) normalised training body poses (training/pose_bank.py)
 
 
 def file_sha256(path: Path) -> str:
@@ -65,10 +68,14 @@ def load_prior(directory: str | Path | None = None, variant: str | None = None, 
         meta = json.loads(meta_path.read_text())
     except json.JSONDecodeError as exc:
         raise DPoserError(f"{meta_path} is not valid JSON ({exc})") from None
-    expected = meta.get("sha256", {}).get(WEIGHTS_FILE)
-    if expected != file_sha256(weights_path):
-        raise DPoserError(f"{weights_path} does not match the hash recorded in {META_FILE}: the file is damaged "
-                          f"or from another export.")
+    recorded = meta.get("sha256", {})
+    for name in {WEIGHTS_FILE, *recorded}:  # the weights always; the pose bank where the export wrote one
+        path = directory / name
+        if not path.is_file():
+            raise DPoserError(f"Prior weights incomplete: {path} is missing. Reinstall the extension.")
+        if recorded.get(name) != file_sha256(path):
+            raise DPoserError(f"{path} does not match the hash recorded in {META_FILE}: the file is damaged "
+                              f"or from another export.")
     variant = variant or meta.get("default_variant", "combined")
     if variant not in VARIANTS:
         raise DPoserError(f"Unknown prior variant '{variant}' (choose {' or '.join(VARIANTS)})")
@@ -105,5 +112,15 @@ def load_prior(directory: str | Path | None = None, variant: str | None = None, 
             raise DPoserError(f"{weights_path}: normaliser for '{p}' missing or not {dim} values")
         normalizers[p] = Normalizer(mean.float(), std.float())
     body = parts["body"]
+    bank = None
+    if BANK_FILE in recorded:
+        try:
+            bank = load_file(str(directory / BANK_FILE))["body"]
+        except (SafetensorError, OSError, KeyError) as exc:
+            raise DPoserError(f"{directory / BANK_FILE} cannot be read ({exc})") from None
+        if bank.ndim != 2 or bank.shape[1] != PART_DIMS["body"]:
+            raise DPoserError(f"{directory / BANK_FILE}: the pose bank must hold body poses of "
+                              f"{PART_DIMS['body']} values, got shape {tuple(bank.shape)}")
+        bank = normalizers["body"].normalize(bank.float()).to(device=device, dtype=dtype)
     return Prior(model, Normalizer.whole_body(normalizers), variant, meta,
-                 body if isinstance(body, MaskedTimeFC) else None)
+                 body if isinstance(body, MaskedTimeFC) else None, bank)

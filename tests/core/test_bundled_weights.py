@@ -10,7 +10,8 @@ from dposerx_blender.core.layout import model_to_pose
 from dposerx_blender.core.limits import within_limits
 from dposerx_blender.core.network import PART_DIMS
 from dposerx_blender.core.solvers import sample_euler_maruyama
-from dposerx_blender.core.weights import META_FILE, WEIGHTS_FILE, default_weights_dir, file_sha256, load_prior
+from dposerx_blender.core.weights import (BANK_FILE, META_FILE, WEIGHTS_FILE, default_weights_dir, file_sha256,
+                                          load_prior)
 
 BUNDLED = default_weights_dir()
 
@@ -18,6 +19,9 @@ BUNDLED = default_weights_dir()
 def test_bundled_weights_exist_and_record_their_provenance():
     meta = json.loads((BUNDLED / META_FILE).read_text())
     assert meta["sha256"][WEIGHTS_FILE] == file_sha256(BUNDLED / WEIGHTS_FILE)
+    assert meta["sha256"][BANK_FILE] == file_sha256(BUNDLED / BANK_FILE)
+    assert meta["pose_bank"]["command"] == "python build.py bank" and meta["pose_bank"]["split"] == "train"
+    assert meta["pose_bank"]["data_content_sha256"] == meta["data"]["content_sha256"]
     for part in PART_DIMS:
         assert meta["parts"][part]["command"].startswith("python build.py train --part " + part)
     assert meta["data"]["content_sha256"] and "mocap.cs.cmu.edu" in meta["licence"]

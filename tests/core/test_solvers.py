@@ -361,3 +361,42 @@ def test_complete_by_sampling_fills_hands_by_optimisation_around_each_sampled_bo
     body_out = complete_by_sampling(body_net, prior, observed, body_only, as_points, hypotheses=3,
                                     generator=torch.Generator().manual_seed(0))
     assert torch.equal(body_out[..., 63:], observed[:, None, 63:].expand(2, 3, MODEL_DIM - 63))
+
+
+def test_bank_grafts_take_the_hidden_body_joints_from_bank_poses_and_keep_the_rest():
+    from dposerx_blender.core.layout import MODEL_DIM
+    from dposerx_blender.core.solvers import bank_grafts
+
+    bank = torch.randn(5, 63)
+    observed = torch.randn(2, MODEL_DIM)
+    mask = torch.ones(2, MODEL_DIM, dtype=torch.bool)
+    mask[:, 3:9] = False
+    grafts = bank_grafts(observed, mask, bank, 7, torch.Generator().manual_seed(0))
+    assert grafts.shape == (2, 7, MODEL_DIM)
+    assert torch.equal(grafts[..., 9:], observed[:, None, 9:].expand(2, 7, MODEL_DIM - 9))
+    assert torch.equal(grafts[..., :3], observed[:, None, :3].expand(2, 7, 3))
+    hidden = grafts[..., 3:9].reshape(-1, 1, 6)
+    assert (hidden == bank[None, :, 3:9]).all(-1).any(-1).all()  # each from one bank pose
+
+
+def test_complete_by_sampling_chooses_among_network_draws_and_bank_grafts():
+    """A bank pose far from every network draw is picked when the reduction spreads its picks (mean weight 0);
+    without bank grafts per hypothesis the result is the network's alone, as without a bank."""
+    from dposerx_blender.core.layout import MODEL_DIM
+    from dposerx_blender.core.network import MaskedTimeFC
+
+    torch.manual_seed(0)
+    body_net = MaskedTimeFC(63, 64, 32, blocks=1).eval()
+    observed = torch.randn(1, MODEL_DIM)
+    mask = torch.ones(1, MODEL_DIM, dtype=torch.bool)
+    mask[:, :6] = False
+    bank = torch.full((1, 63), 25.0)
+
+    def run(**options):
+        return complete_by_sampling(body_net, None, observed, mask, as_points, hypotheses=3, draws_per_hypothesis=2,
+                                    generator=torch.Generator().manual_seed(0), **options)
+
+    with_bank = run(bank=bank, bank_per_hypothesis=1, mean_weight=0.0)
+    assert (with_bank[0, :, :6] == 25.0).all(-1).any()
+    assert torch.equal(with_bank[mask[:, None].expand_as(with_bank)], observed.expand(3, MODEL_DIM)[mask.expand(3, MODEL_DIM)])
+    assert torch.equal(run(bank=bank, bank_per_hypothesis=0, mean_weight=0.0), run(mean_weight=0.0))

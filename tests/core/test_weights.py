@@ -8,12 +8,12 @@ from safetensors.torch import save_file
 
 from dposerx_blender.core.errors import DPoserError
 from dposerx_blender.core.network import PART_DIMS, FusedPrior, TimeFC
-from dposerx_blender.core.weights import META_FILE, WEIGHTS_FILE, file_sha256, load_prior
+from dposerx_blender.core.weights import BANK_FILE, META_FILE, WEIGHTS_FILE, file_sha256, load_prior
 
 TINY = {"hidden": 32, "embed": 32, "blocks": 1, "dropout": 0.1}
 
 
-def write_bundle(directory, seed=0):
+def write_bundle(directory, seed=0, bank=None):
     torch.manual_seed(seed)
     parts = {p: TimeFC(d, **TINY) for p, d in PART_DIMS.items()}
     tensors = {}
@@ -30,6 +30,9 @@ def write_bundle(directory, seed=0):
     meta = {"sha256": {WEIGHTS_FILE: file_sha256(directory / WEIGHTS_FILE)},
             "parts": {p: {"config": net.config()} for p, net in parts.items()},
             "fused": {"config": fused.correction.config()}, "default_variant": "fused"}
+    if bank is not None:
+        save_file({"body": bank.half()}, str(directory / BANK_FILE))
+        meta["sha256"][BANK_FILE] = file_sha256(directory / BANK_FILE)
     (directory / META_FILE).write_text(json.dumps(meta))
     return parts, fused, tensors
 
@@ -51,6 +54,15 @@ def test_bundle_round_trip_for_both_variants(tmp_path):
     torch.testing.assert_close(prior.normalizer.mean[108:153], tensors["normalizer.hand.mean"])
 
 
+def test_the_pose_bank_loads_normalised_as_the_body_and_only_where_the_export_wrote_one(tmp_path):
+    bank = torch.randn(16, 63)
+    _, _, tensors = write_bundle(tmp_path / "with", bank=bank)
+    expected = (bank.half().float() - tensors["normalizer.body.mean"]) / tensors["normalizer.body.std"]
+    torch.testing.assert_close(load_prior(tmp_path / "with").pose_bank, expected)
+    write_bundle(tmp_path / "without")
+    assert load_prior(tmp_path / "without").pose_bank is None
+
+
 @pytest.mark.parametrize("damage, message", [
     ("missing_meta", "dposerx.json is missing"),
     ("missing_weights", "prior.safetensors is missing"),
@@ -58,10 +70,13 @@ def test_bundle_round_trip_for_both_variants(tmp_path):
     ("changed_weights", "does not match the hash"),
     ("wrong_config", "do not fit the network"),
     ("bad_variant", "Unknown prior variant"),
+    ("missing_bank", "pose_bank.safetensors is missing"),
+    ("changed_bank", "pose_bank.safetensors does not match the hash"),
+    ("wrong_bank_shape", "must hold body poses of 63 values"),
 ])
 def test_damaged_bundles_fail_with_a_clear_message(tmp_path, damage, message):
-    write_bundle(tmp_path)
-    meta_path, weights_path = tmp_path / META_FILE, tmp_path / WEIGHTS_FILE
+    write_bundle(tmp_path, bank=torch.randn(8, 45 if damage == "wrong_bank_shape" else 63))
+    meta_path, weights_path, bank_path = tmp_path / META_FILE, tmp_path / WEIGHTS_FILE, tmp_path / BANK_FILE
     variant = None
     if damage == "missing_meta":
         meta_path.unlink()
@@ -77,5 +92,9 @@ def test_damaged_bundles_fail_with_a_clear_message(tmp_path, damage, message):
         meta_path.write_text(json.dumps(meta))
     elif damage == "bad_variant":
         variant = "mixed"
+    elif damage == "missing_bank":
+        bank_path.unlink()
+    elif damage == "changed_bank":
+        bank_path.write_bytes(bank_path.read_bytes()[:-8] + b"\0" * 8)
     with pytest.raises(DPoserError, match=message):
         load_prior(tmp_path, variant=variant)

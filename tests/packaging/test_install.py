@@ -40,7 +40,8 @@ def test_zip_holds_the_package_weights_and_wheels_only(lite_zip):
         manifest = tomllib.loads(z.read("blender_manifest.toml").decode())
     assert manifest["platforms"] == ["linux-x64"]
     assert sorted(manifest["wheels"]) == sorted(f"./{n}" for n in names if n.startswith("wheels/"))
-    assert {"__init__.py", "bundled_weights/prior.safetensors", "bundled_weights/dposerx.json"} <= set(names)
+    assert {"__init__.py", "bundled_weights/prior.safetensors", "bundled_weights/pose_bank.safetensors",
+            "bundled_weights/dposerx.json"} <= set(names)
     assert not [n for n in names if n.split("/")[0] in ("training", "tests", "bench", "tools", "docs")]
     assert not [n for n in names if "numpy" in n or "__pycache__" in n]
 
