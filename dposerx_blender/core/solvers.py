@@ -199,7 +199,7 @@ def complete(eps_model: EpsModel, observed: torch.Tensor, mask: torch.Tensor, hy
 # Sampled completion with a mask-reading network (network.MaskedTimeFC): few DDIM steps, eta, temperature, draws
 # per returned hypothesis and the reduction's mean weight (`representatives`) chosen on the validation split
 # (`python -m training.tune_completion`).
-SAMPLED_COMPLETION = {"steps": 20, "eta": 1.0, "temperature": 1.6, "draws_per_hypothesis": 20, "mean_weight": 0.5,
+SAMPLED_COMPLETION = {"steps": 20, "eta": 1.0, "temperature": 1.6, "draws_per_hypothesis": 20, "mean_weight": 1.0,
                       "bank_per_hypothesis": 40}
 
 
