@@ -22,8 +22,12 @@ data in one and higher dimensions with missing values"):
   neighbours instead of being smeared. A glitch is told from fast motion by how it enters and leaves: a jump in
   the joint's velocity far beyond the changes of velocity around it, undone by a second jump at most
   MAX_GLITCH_FRAMES later (`jump_bounded`); a kick, however fast, changes its velocity a little every frame
-  (a reference that bridges glitches, such as a running median, would cut its peaks). Frozen frames (a joint
-  repeating its exact value while it was moving: a capture dropout) are treated as missing;
+  (a reference that bridges glitches, such as a running median, would cut its peaks). A left/right limb swap
+  (marker labels exchanged, a monocular tracker confusing the sides) may jump little on each joint; it is read on
+  the limb pair at once, as the span whose mirrored reading continues the pair's velocities better at both ends
+  (`swapped_limbs`, a matched filter; validation takes: limb swaps 1.27 -> 0.40 mm, video mix 17.52 -> 17.40 mm,
+  no frame flagged on clean takes, fast moves or the noise kinds without swaps). Frozen frames (a joint repeating its exact value while it was moving: a
+  capture dropout) are treated as missing;
 - joints that never move, locked joints and joints outside the chosen set come back bit-exact;
 - long tracks run in overlapping windows (bounded memory), cross-faded.
 
@@ -43,7 +47,8 @@ from scipy.signal import periodogram
 from scipy.stats import chi2
 from scipy.spatial.transform import Rotation
 
-from .skeleton import BODY_JOINTS
+from .layout import mirror_pose
+from .skeleton import BODY_JOINTS, OCCLUSION_GROUPS
 
 ORDER = 2                      # penalised difference order: 2 = least acceleration (a cubic smoothing spline)
 NOISE_ORDER = 4                # differences the noise is measured on (white noise passes, motion hardly)
@@ -51,6 +56,10 @@ LAMBDAS = np.logspace(-1, 7, 33)  # smoothing weights searched (decades, then qu
 MAX_GLITCH_FRAMES = 8          # the longest glitch: its two jumps at most this many frames apart
 JUMP_C = 3.5                   # a jump: a change of velocity this many times the local median change (a 3 Hz,
 MIN_JUMP_DEG = 12.0            # 80 deg kick: 16 deg a frame at most, 11 typical), and at least this
+SWAP_Z = 4.0                   # a swap's matched-filter score: its gain over its spread were the track right
+MIN_SWAP_SCALE_DEG = 0.5       # the least local velocity change a swap's gain is scaled by (still joints)
+SWAP_PAIRS = ((OCCLUSION_GROUPS["left_arm"], OCCLUSION_GROUPS["right_arm"]),
+              (OCCLUSION_GROUPS["left_leg"], OCCLUSION_GROUPS["right_leg"]))
 BISQUARE_C = 4.685             # Tukey's constant (95 % efficiency under Gaussian noise)
 MIN_GLITCH_DEG = 12.0          # a frame is never rejected for deviating less than this from its fit
 IRLS_ROUNDS = 4
@@ -244,12 +253,77 @@ def _bridge_miss(rotations: Rotation, steps: np.ndarray, a: int, b: int, before:
 
 
 def _jump_thresholds(change: np.ndarray) -> np.ndarray:
-    """(T - 2,) changes between successive velocities -> (T - 1,) per step: JUMP_C times the median, within
-    MAX_GLITCH_FRAMES of it, of each step's change from the nearer of the steps either side (noise and motion; a
-    glitch's jumps are a few of them), at least MIN_JUMP_DEG."""
+    """(T - 2,) changes between successive velocities -> (T - 1,) per step: JUMP_C times the local change
+    (_local_change), at least MIN_JUMP_DEG."""
+    return np.maximum(JUMP_C * _local_change(change), np.radians(MIN_JUMP_DEG))
+
+
+def _local_change(change: np.ndarray) -> np.ndarray:
+    """(T - 2,) changes between successive velocities -> (T - 1,) per step: the median, within MAX_GLITCH_FRAMES
+    of it, of each step's change from the nearer of the steps either side (noise and motion; a glitch's jumps are
+    a few of them)."""
     nearer = np.minimum(np.r_[change[:1], change], np.r_[change, change[-1:]])
-    return np.maximum(JUMP_C * median_filter(nearer, size=2 * MAX_GLITCH_FRAMES + 1, mode="reflect"),
-                      np.radians(MIN_JUMP_DEG))
+    return median_filter(nearer, size=2 * MAX_GLITCH_FRAMES + 1, mode="reflect")
+
+
+def swapped_limbs(by_joint: np.ndarray) -> np.ndarray:
+    """(T, 55, 3) -> (T, 55) bool: frames where a left/right limb pair (arms, legs) was captured swapped. The
+    mirrored reading (each joint replaced by its mirrored partner, layout.mirror_pose) is tried on every span of
+    1..MAX_GLITCH_FRAMES frames; the swap is taken when that reading continues the velocities around the span
+    better than the track as it is, on both limbs at both ends, by a margin: the gain in velocity changes
+    (squared, each joint's scaled by its local change) over twice its spread were the track right and the
+    changes noise (a matched filter: SWAP_Z). Between its ends a swap changes nothing in the pair's velocity
+    changes (mirroring keeps their size), so only the entering and leaving steps count. Spans at the track's
+    ends are left: a swap must enter and leave."""
+    frames = len(by_joint)
+    swapped = np.zeros(by_joint.shape[:2], bool)
+    if frames < 5:
+        return swapped
+    mirrored = mirror_pose(by_joint.reshape(frames, -1)).reshape(by_joint.shape)
+    for left, right in SWAP_PAIRS:
+        limb = np.array(left + right)
+        as_is, other = (Rotation.from_rotvec(x[:, limb].reshape(-1, 3)) for x in (by_joint, mirrored))
+
+        def steps(a: Rotation, b: Rotation) -> np.ndarray:  # (T - 1, 8, 3): from a at t to b at t + 1
+            return (b[len(limb):] * a[:-len(limb)].inv()).as_rotvec().reshape(frames - 1, len(limb), 3)
+
+        straight, mirror_steps, entering, leaving = (steps(as_is, as_is), steps(other, other), steps(as_is, other),
+                                                     steps(other, as_is))
+        change = np.diff(straight, axis=0)  # (T - 2, 8, 3): the velocity change at frame t + 1
+        scale = np.stack([_local_change(np.linalg.norm(change[:, k], axis=1)) for k in range(len(limb))], 1)
+        scale = np.maximum(scale, np.radians(MIN_SWAP_SCALE_DEG))
+        candidates = []
+        for length in range(1, MAX_GLITCH_FRAMES + 1):
+            s = np.arange(2, frames - 1 - length)  # first swapped frame; the last, e = s + length - 1 <= T - 3
+            e = s + length - 1
+            inside_first = mirror_steps[s] if length > 1 else leaving[s]
+            terms = [  # (frame of the change, as is, swapped reading); entering at s - 1, s and leaving at e, e + 1
+                (s - 1, change[s - 2], entering[s - 1] - straight[s - 2]),
+                (s, change[s - 1], inside_first - entering[s - 1]),
+                (e, change[e - 1], leaving[e] - mirror_steps[e - 1]),
+                (e + 1, change[e], straight[e + 1] - leaving[e]),
+            ]
+            if length == 1:  # the change at s is both ends' own
+                terms[2] = terms[1]
+            gains, spreads = [], []
+            for frame, before, after in terms:
+                weight = 1 / scale[frame - 1]  # (n, 8)
+                gains.append(((before ** 2).sum(-1) - (after ** 2).sum(-1)) * weight ** 2)
+                spreads.append((((after - before) ** 2).sum(-1)) * weight ** 2)
+            gains, spreads = np.stack(gains), np.stack(spreads)  # (4 terms, n, 8)
+            ends = np.stack([gains[:2].sum(0), gains[2:].sum(0)])  # (2 ends, n, 8)
+            per_side = np.stack([ends[..., :len(left)].sum(-1), ends[..., len(left):].sum(-1)])  # (2, 2, n)
+            total = gains[[0, 1, 3]].sum((0, 2)) if length == 1 else gains.sum((0, 2))
+            spread = spreads[[0, 1, 3]].sum((0, 2)) if length == 1 else spreads.sum((0, 2))
+            z = total / (2 * np.sqrt(spread) + 1e-12)
+            ok = (per_side > 0).all((0, 1)) & (z > SWAP_Z)
+            candidates += [(z[i], s[i], e[i]) for i in np.flatnonzero(ok)]
+        taken = np.zeros(frames, bool)
+        for z, s, e in sorted(candidates, reverse=True):  # the clearest swaps first, spans never touching
+            if not taken[s - 1:e + 2].any():
+                taken[s:e + 1] = True
+        swapped[:, limb] |= taken[:, None]
+    return swapped
 
 
 def frozen_frames(axis_angle: np.ndarray) -> np.ndarray:
@@ -403,8 +477,9 @@ def clean_track(poses: np.ndarray, joints, fps: float = 30.0, strength: float = 
             progress(done, total)
 
     bad, matrices, power, tangents = {}, {}, {}, {}
+    swapped = swapped_limbs(by_joint)
     for j in moving:  # one noise level per joint for the whole track: windows agree
-        bad[j] = frozen_frames(by_joint[:, j]) | jump_bounded(by_joint[:, j])
+        bad[j] = frozen_frames(by_joint[:, j]) | jump_bounded(by_joint[:, j]) | swapped[:, j]
         matrices[j] = Rotation.from_rotvec(by_joint[:, j]).as_matrix().reshape(frames, 9)
         good = ~bad[j]
         power[j] = _noise_power(matrices[j], good)

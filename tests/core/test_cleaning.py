@@ -5,6 +5,7 @@ from scipy.spatial.transform import Rotation
 
 from dposerx_blender.core import cleaning
 from dposerx_blender.core.errors import Cancelled
+from dposerx_blender.core.layout import mirror_pose
 
 FRAMES = 240
 KNEE, ELBOW = 4, 18
@@ -190,3 +191,50 @@ def test_long_tracks_run_in_windows_with_progress_and_cancel():
 
     with pytest.raises(Cancelled):
         cleaning.clean_track(track, [KNEE], progress=cancel)
+
+
+ARMS = [13, 16, 18, 20, 14, 17, 19, 21]  # left collar, shoulder, elbow, wrist; the right ones
+
+
+def _arms_blended(track: np.ndarray, share: np.ndarray) -> np.ndarray:
+    """The arms turned by `share` (T,) of the way from the track's pose to its mirrored pose (1: swapped)."""
+    frames = len(track)
+    start = Rotation.from_rotvec(track.reshape(frames, 55, 3)[:, ARMS].reshape(-1, 3))
+    end = Rotation.from_rotvec(mirror_pose(track).reshape(frames, 55, 3)[:, ARMS].reshape(-1, 3))
+    turn = (start.inv() * end).as_rotvec() * np.repeat(share, len(ARMS))[:, None]
+    out = track.copy().reshape(frames, 55, 3)
+    out[:, ARMS] = (start * Rotation.from_rotvec(turn)).as_rotvec().reshape(frames, len(ARMS), 3)
+    return out.reshape(track.shape)
+
+
+def test_a_limb_swap_that_jumps_little_on_each_joint_is_refilled():
+    """The arms nearly mirror each other (7 deg apart on every joint: under the jump a single joint's glitch
+    needs), swapped for 3 frames: together, the 8 joints' jumps in and out are a swap."""
+    truth = smooth_track().reshape(FRAMES, 55, 3)
+    mirrored = mirror_pose(truth.reshape(FRAMES, 165)).reshape(FRAMES, 55, 3)
+    t = np.arange(FRAMES) / 30.0
+    for k, (left, right) in enumerate(zip(ARMS[:4], ARMS[4:])):
+        offset = np.radians(7) * np.stack([np.cos(0.5 * t + k), np.sin(0.5 * t + k), np.full(FRAMES, 0.3)], 1)
+        truth[:, right] = (Rotation.from_rotvec(mirrored[:, right]) * Rotation.from_rotvec(offset)).as_rotvec()
+    truth = truth.reshape(FRAMES, 165)
+    share = np.zeros(FRAMES)
+    share[100:103] = 1
+    swapped = _arms_blended(truth, share)
+    assert angle_deg(swapped, truth)[100:103, ARMS].min() > 5.0
+    result = cleaning.clean_track(swapped, BODY)
+    assert result.rejected[100:103, ARMS].all() and result.rejected.sum() == 3 * len(ARMS)
+    assert angle_deg(result.poses, truth)[100:103, ARMS].max() < 1.0
+
+
+def test_arms_exchanging_places_fast_but_smoothly_are_left_alone():
+    """The arms move to each other's (mirrored) pose in 4 frames, about 60 deg at up to 22 deg a frame, hold and
+    come back: a swap's end points, but entered and left over several frames, as motion does."""
+    track = smooth_track()
+    ease = 0.5 * (1 - np.cos(np.pi * np.arange(1, 4) / 4))  # 0.15, 0.5, 0.85
+    share = np.zeros(FRAMES)
+    share[100:103], share[103:107], share[107:110] = ease, 1.0, ease[::-1]
+    exchanged = _arms_blended(track, share)
+    assert angle_deg(exchanged, track)[103:107, ARMS].max() > 45.0
+    assert not cleaning.swapped_limbs(exchanged.reshape(FRAMES, 55, 3)).any()
+    result = cleaning.clean_track(exchanged, BODY)
+    assert not result.rejected.any() and np.array_equal(result.poses, exchanged)
