@@ -26,8 +26,8 @@ data in one and higher dimensions with missing values"):
   (marker labels exchanged, a monocular tracker confusing the sides) may jump little on each joint; it is read on
   the limb pair at once, as the span whose mirrored reading continues the pair's velocities better at both ends
   (`swapped_limbs`, a matched filter; validation takes: limb swaps 1.27 -> 0.40 mm, video mix 17.52 -> 17.40 mm,
-  no frame flagged on clean takes, fast moves or the noise kinds without swaps). Frozen frames (a joint repeating its exact value while it was moving: a
-  capture dropout) are treated as missing;
+  no frame flagged on clean takes, fast moves or the noise kinds without swaps). Frozen frames (a joint
+  repeating its exact value while it was moving: a capture dropout) are treated as missing;
 - joints that never move, locked joints and joints outside the chosen set come back bit-exact;
 - long tracks run in overlapping windows (bounded memory), cross-faded.
 
