@@ -56,7 +56,7 @@ LAMBDAS = np.logspace(-1, 7, 33)  # smoothing weights searched (decades, then qu
 MAX_GLITCH_FRAMES = 8          # the longest glitch: its two jumps at most this many frames apart
 JUMP_C = 3.5                   # a jump: a change of velocity this many times the local median change (a 3 Hz,
 MIN_JUMP_DEG = 12.0            # 80 deg kick: 16 deg a frame at most, 11 typical), and at least this
-SWAP_Z = 4.0                   # a swap's matched-filter score: its gain over its spread were the track right
+SWAP_Z = 4.0                   # a swap's least matched-filter score (_swap_spans)
 MIN_SWAP_SCALE_DEG = 0.5       # the least local velocity change a swap's gain is scaled by (still joints)
 SWAP_PAIRS = ((OCCLUSION_GROUPS["left_arm"], OCCLUSION_GROUPS["right_arm"]),
               (OCCLUSION_GROUPS["left_leg"], OCCLUSION_GROUPS["right_leg"]))
@@ -269,61 +269,69 @@ def _local_change(change: np.ndarray) -> np.ndarray:
 def swapped_limbs(by_joint: np.ndarray) -> np.ndarray:
     """(T, 55, 3) -> (T, 55) bool: frames where a left/right limb pair (arms, legs) was captured swapped. The
     mirrored reading (each joint replaced by its mirrored partner, layout.mirror_pose) is tried on every span of
-    1..MAX_GLITCH_FRAMES frames; the swap is taken when that reading continues the velocities around the span
-    better than the track as it is, on both limbs at both ends, by a margin: the gain in velocity changes
-    (squared, each joint's scaled by its local change) over twice its spread were the track right and the
-    changes noise (a matched filter: SWAP_Z). Between its ends a swap changes nothing in the pair's velocity
-    changes (mirroring keeps their size), so only the entering and leaving steps count. Spans at the track's
-    ends are left: a swap must enter and leave."""
+    1..MAX_GLITCH_FRAMES frames (_swap_spans); the clearest spans are taken first, never touching. Spans at the
+    track's ends are left: a swap must enter and leave."""
     frames = len(by_joint)
     swapped = np.zeros(by_joint.shape[:2], bool)
     if frames < 5:
         return swapped
     mirrored = mirror_pose(by_joint.reshape(frames, -1)).reshape(by_joint.shape)
     for left, right in SWAP_PAIRS:
-        limb = np.array(left + right)
+        limb = list(left + right)
         as_is, other = (Rotation.from_rotvec(x[:, limb].reshape(-1, 3)) for x in (by_joint, mirrored))
 
         def steps(a: Rotation, b: Rotation) -> np.ndarray:  # (T - 1, 8, 3): from a at t to b at t + 1
             return (b[len(limb):] * a[:-len(limb)].inv()).as_rotvec().reshape(frames - 1, len(limb), 3)
 
-        straight, mirror_steps, entering, leaving = (steps(as_is, as_is), steps(other, other), steps(as_is, other),
-                                                     steps(other, as_is))
-        change = np.diff(straight, axis=0)  # (T - 2, 8, 3): the velocity change at frame t + 1
-        scale = np.stack([_local_change(np.linalg.norm(change[:, k], axis=1)) for k in range(len(limb))], 1)
-        scale = np.maximum(scale, np.radians(MIN_SWAP_SCALE_DEG))
-        candidates = []
-        for length in range(1, MAX_GLITCH_FRAMES + 1):
-            s = np.arange(2, frames - 1 - length)  # first swapped frame; the last, e = s + length - 1 <= T - 3
-            e = s + length - 1
-            inside_first = mirror_steps[s] if length > 1 else leaving[s]
-            terms = [  # (frame of the change, as is, swapped reading); entering at s - 1, s and leaving at e, e + 1
-                (s - 1, change[s - 2], entering[s - 1] - straight[s - 2]),
-                (s, change[s - 1], inside_first - entering[s - 1]),
-                (e, change[e - 1], leaving[e] - mirror_steps[e - 1]),
-                (e + 1, change[e], straight[e + 1] - leaving[e]),
-            ]
-            if length == 1:  # the change at s is both ends' own
-                terms[2] = terms[1]
-            gains, spreads = [], []
-            for frame, before, after in terms:
-                weight = 1 / scale[frame - 1]  # (n, 8)
-                gains.append(((before ** 2).sum(-1) - (after ** 2).sum(-1)) * weight ** 2)
-                spreads.append((((after - before) ** 2).sum(-1)) * weight ** 2)
-            gains, spreads = np.stack(gains), np.stack(spreads)  # (4 terms, n, 8)
-            ends = np.stack([gains[:2].sum(0), gains[2:].sum(0)])  # (2 ends, n, 8)
-            per_side = np.stack([ends[..., :len(left)].sum(-1), ends[..., len(left):].sum(-1)])  # (2, 2, n)
-            total = gains[[0, 1, 3]].sum((0, 2)) if length == 1 else gains.sum((0, 2))
-            spread = spreads[[0, 1, 3]].sum((0, 2)) if length == 1 else spreads.sum((0, 2))
-            z = total / (2 * np.sqrt(spread) + 1e-12)
-            ok = (per_side > 0).all((0, 1)) & (z > SWAP_Z)
-            candidates += [(z[i], s[i], e[i]) for i in np.flatnonzero(ok)]
+        readings = {"as is": steps(as_is, as_is), "mirrored": steps(other, other), "entering": steps(as_is, other),
+                    "leaving": steps(other, as_is)}
         taken = np.zeros(frames, bool)
-        for z, s, e in sorted(candidates, reverse=True):  # the clearest swaps first, spans never touching
+        for _, s, e in sorted(_swap_spans(readings, len(left)), reverse=True):
             if not taken[s - 1:e + 2].any():
                 taken[s:e + 1] = True
         swapped[:, limb] |= taken[:, None]
     return swapped
+
+
+def _swap_spans(readings: dict[str, np.ndarray], side: int) -> list[tuple[float, int, int]]:
+    """(score, first frame, last frame) of the spans read as swaps. readings: the limb pair's steps (T - 1,
+    joints, 3) as is, mirrored, from as is into mirrored and back; the first `side` joints are one limb. A swap's
+    mirrored reading continues the velocities around the span better than the track as it is: the gain in the
+    squared velocity changes (each joint's scaled by its local change, _local_change) must be positive on both
+    limbs at both ends, and is scored over twice its spread were the track right and the changes noise (a matched
+    filter; a 4-sigma margin, SWAP_Z, flags nothing on the validation takes' noise kinds without swaps, 3 would be
+    their edge). Within the span, mirroring changes the pair's velocity changes only by exchanging the limbs'
+    (it keeps their sizes): only its ends count."""
+    straight, mirrored = readings["as is"], readings["mirrored"]
+    entering, leaving = readings["entering"], readings["leaving"]
+    change = np.diff(straight, axis=0)  # (T - 2, joints, 3): the velocity change at frame t + 1
+    scale = np.stack([_local_change(np.linalg.norm(c, axis=1)) for c in change.transpose(1, 0, 2)], 1)
+    weight = np.maximum(scale, np.radians(MIN_SWAP_SCALE_DEG)) ** -2.0
+
+    def gain_and_spread(terms):  # (n, joints) each
+        gain = spread = 0.0
+        for frame, before, after in terms:
+            gain = gain + ((before ** 2).sum(-1) - (after ** 2).sum(-1)) * weight[frame - 1]
+            spread = spread + ((after - before) ** 2).sum(-1) * weight[frame - 1]
+        return gain, spread
+
+    spans = []
+    for length in range(1, MAX_GLITCH_FRAMES + 1):
+        s = np.arange(2, len(straight) - length)  # the first frame read mirrored; the last, e, at most T - 3
+        e = s + length - 1
+        inside = mirrored[s] if length > 1 else leaving[s]
+        # (frame of the velocity change, as is, read mirrored): entering at s - 1 and s, leaving at e and e + 1
+        enter = [(s - 1, change[s - 2], entering[s - 1] - straight[s - 2]),
+                 (s, change[s - 1], inside - entering[s - 1])]
+        leave = [(e, change[e - 1], leaving[e] - mirrored[e - 1]), (e + 1, change[e], straight[e + 1] - leaving[e])]
+        if length == 1:  # the change at s belongs to both ends
+            leave[0] = enter[1]
+        ends = [gain_and_spread(enter)[0], gain_and_spread(leave)[0]]
+        explained = np.all([(g[:, :side].sum(1) > 0) & (g[:, side:].sum(1) > 0) for g in ends], axis=0)
+        gain, spread = gain_and_spread(enter + leave[length == 1:])
+        score = gain.sum(1) / (2 * np.sqrt(spread.sum(1)) + 1e-12)
+        spans += [(score[i], s[i], e[i]) for i in np.flatnonzero(explained & (score > SWAP_Z))]
+    return spans
 
 
 def frozen_frames(axis_angle: np.ndarray) -> np.ndarray:
