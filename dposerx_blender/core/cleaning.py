@@ -299,8 +299,8 @@ def _swap_spans(readings: dict[str, np.ndarray], side: int) -> list[tuple[float,
     mirrored reading continues the velocities around the span better than the track as it is: the gain in the
     squared velocity changes (each joint's scaled by its local change, _local_change) must be positive on both
     limbs at both ends, and is scored over twice its spread were the track right and the changes noise (a matched
-    filter; a 4-sigma margin, SWAP_Z, flags nothing on the validation takes' noise kinds without swaps, 3 would be
-    their edge). Within the span, mirroring changes the pair's velocity changes only by exchanging the limbs'
+    filter; SWAP_Z: a 4-sigma margin; on the validation takes' noise kinds without swaps 3 still flags nothing,
+    2 flags 72 joint-frames under 0.2 rad rotation noise). Within the span, mirroring changes the pair's velocity changes only by exchanging the limbs'
     (it keeps their sizes): only its ends count."""
     straight, mirrored = readings["as is"], readings["mirrored"]
     entering, leaving = readings["entering"], readings["leaving"]
