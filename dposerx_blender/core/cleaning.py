@@ -300,8 +300,8 @@ def _swap_spans(readings: dict[str, np.ndarray], side: int) -> list[tuple[float,
     squared velocity changes (each joint's scaled by its local change, _local_change) must be positive on both
     limbs at both ends, and is scored over twice its spread were the track right and the changes noise (a matched
     filter; SWAP_Z: a 4-sigma margin; on the validation takes' noise kinds without swaps 3 still flags nothing,
-    2 flags 72 joint-frames under 0.2 rad rotation noise). Within the span, mirroring changes the pair's velocity changes only by exchanging the limbs'
-    (it keeps their sizes): only its ends count."""
+    2 flags 72 joint-frames under 0.2 rad rotation noise). Within the span, mirroring changes the pair's velocity
+    changes only by exchanging the limbs' (it keeps their sizes): only its ends count."""
     straight, mirrored = readings["as is"], readings["mirrored"]
     entering, leaving = readings["entering"], readings["leaving"]
     change = np.diff(straight, axis=0)  # (T - 2, joints, 3): the velocity change at frame t + 1
