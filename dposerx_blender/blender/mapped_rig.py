@@ -591,40 +591,52 @@ def apply_pose(rig: MappedRig, pose: np.ndarray, joints, key_frame: float | None
 
 def write_track(rig: MappedRig, poses: np.ndarray, joints, frames: np.ndarray, write):
     """Write the writable `joints` of poses (T, 165) at `frames` (T,) with write(channels, frames) (see
-    rig_bridge.write_track), in passes as apply_pose sets a pose, each pass evaluating the rig once at each frame
-    it corrects: the frames where the written bones have keys (a curve's other frames follow its interpolation).
+    rig_bridge.write_track), in passes as apply_pose sets a pose: after the first write, each pass evaluates the rig
+    once at each keyed frame still off its pose (the frames where the written bones have keys: a curve's other
+    frames follow its interpolation; see _keyed for the frames that drop out once settled) and rewrites those.
     One pass, with no evaluation after it, on a rig without constraints (plain FK follows exactly). Returns what
     the first write returned (the later ones set the same keys)."""
     frames = np.asarray(frames, dtype=np.float64)
     chosen = _writable(rig, joints)
     if not chosen:
         return write([], frames)
-    at = np.arange(len(frames))  # the frames corrected
-    previous, steps = None, np.ones((len(frames), len(chosen)))
-    for done in range(PASSES):
-        measured = _measure(rig, frames[at]) if done else _measured_track(rig, frames)
-        aimed, remaining, steps = _aim(rig, poses[at], chosen, measured, previous, steps)
-        if done and _errors_degrees(remaining).max() < SETTLED_DEGREES:
+    measured = _measured_track(rig, frames)
+    aimed, remaining, steps = _aim(rig, poses, chosen, measured, None, np.ones((len(frames), len(chosen))))
+    channels = _channels(rig, aimed, chosen, measured, frames[0])
+    result = write(channels, frames)
+    if not rig.constrained:
+        return result
+    keyed, own = _keyed(rig, channels, frames)
+    at = np.flatnonzero(keyed)  # the frames corrected, with each one's last errors and steps (rig_map.pass_steps)
+    remaining, steps = remaining[at], steps[at]
+    for _ in range(1, PASSES if at.size else 1):
+        measured = _measure(rig, frames[at])
+        aimed, remaining, steps = _aim(rig, poses[at], chosen, measured, remaining, steps)
+        off = _errors_degrees(remaining).max(axis=1) >= SETTLED_DEGREES
+        if not off.any():
             break
-        channels = _channels(rig, aimed, chosen, measured, frames[0])
-        written = write(channels, frames[at])
-        if not done:
-            result = written
-            at = at[_keyed(rig, channels, frames)] if rig.constrained else at[:0]
-            if not at.size:
-                break
-            remaining, steps = remaining[at], steps[at]
-        previous = remaining
+        off |= ~own[at]
+        at, aimed, remaining, steps = at[off], aimed[off], remaining[off], steps[off]
+        channels = _channels(rig, aimed, chosen, (measured[0][off], {b: v[off] for b, v in measured[1].items()}),
+                             frames[0])
+        # A write sets the keys between its first and last frame: one per run of neighbouring keyed frames.
+        place = np.searchsorted(np.flatnonzero(keyed), at)
+        for run in np.split(np.arange(len(at)), np.flatnonzero(np.diff(place) > 1) + 1):
+            write([keyframes.Channel(c.data_path, c.group, c.values[run]) for c in channels], frames[at[run]])
     return result
 
 
-def _keyed(rig: MappedRig, channels, frames: np.ndarray) -> np.ndarray:
-    """(T,) bool: `frames` next to a key of the channels' F-curves (sub-frame keys take both their neighbours)."""
+def _keyed(rig: MappedRig, channels, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(T,) bool each: `frames` next to a key of the channels' F-curves (sub-frame keys take both their neighbours),
+    and those where every one of these curves has a key: their pose there is their keys' alone, so a pass that
+    rewrites other frames leaves it as it was (the others are corrected while any frame is)."""
     channelbag = keyframes.object_channelbag(rig.object, create=False)
     keys = [keyframes.key_frames(channelbag.fcurves.find(channel.data_path, index=i))
             for channel in channels for i in range(channel.values.shape[1])] if channelbag is not None else []
-    keys = np.concatenate([k for k in keys if k is not None] or [np.empty(0)])
-    return np.isin(frames, np.floor(keys)) | np.isin(frames, np.ceil(keys))
+    keys = [k for k in keys if k is not None]
+    every = np.concatenate(keys or [np.empty(0)])
+    near = np.isin(frames, np.floor(every)) | np.isin(frames, np.ceil(every))
+    return near, near & np.logical_and.reduce([np.isin(frames, k) for k in keys])
 
 
 # --- Geometry: rest joints, pins, translation ---------------------------------------------------------------
