@@ -213,14 +213,25 @@ def _copied(ob, armature: ArmatureRest, b: int) -> tuple:
 def evaluated_deltas(rig: MappedRig, every: bool = False) -> np.ndarray:
     """(B, 3, 3) the bones' rotations from their rest, as evaluated now (constraints included): those the
     conversions use (rig.evaluated), the others identity; or with `every`, every bone's."""
+    chosen = slice(None) if every else rig.evaluated
+    return _deltas(rig, _posed(rig, chosen)[None], chosen)[0]
+
+
+def _posed(rig: MappedRig, chosen) -> np.ndarray:
+    """(n, 3, 3) float32: the `chosen` bones' armature-space matrices (rotation and scale), as evaluated now."""
     bpy.context.view_layer.update()
     bones = rig.object.pose.bones
     matrices = np.empty(len(bones) * 16, dtype=np.float32)
     bones.foreach_get("matrix", matrices)
-    chosen = slice(None) if every else rig.evaluated
-    posed = matrices.reshape(-1, 4, 4)[rig.pose_order[chosen], :3, :3].transpose(0, 2, 1).astype(np.float64)
-    deltas = np.broadcast_to(np.eye(3), rig.converter.armature.rest.shape).copy()
-    deltas[chosen] = rig_math.nearest_rotation(posed) @ np.swapaxes(rig.converter.armature.rest[chosen], -1, -2)
+    return matrices.reshape(-1, 4, 4)[rig.pose_order[chosen], :3, :3].transpose(0, 2, 1)
+
+
+def _deltas(rig: MappedRig, posed: np.ndarray, chosen) -> np.ndarray:
+    """(T, B, 3, 3) rotation deltas from the `chosen` bones' matrices posed (T, n, 3, 3) (_posed at T frames: one
+    batch), the other bones' identity."""
+    rest = rig.converter.armature.rest
+    deltas = np.broadcast_to(np.eye(3), (len(posed), *rest.shape)).copy()
+    deltas[:, chosen] = rig_math.nearest_rotation(posed.astype(np.float64)) @ np.swapaxes(rest[chosen], -1, -2)
     return deltas
 
 
@@ -374,10 +385,10 @@ def _measure(rig: MappedRig, frames: np.ndarray | None = None) -> tuple[np.ndarr
     pose_bones = [rig.object.pose.bones[rig.converter.armature.names[b]] for b in bones]
 
     def state():
-        return evaluated_deltas(rig), [current_channels(pose_bone) for pose_bone in pose_bones]
+        return _posed(rig, rig.evaluated), [current_channels(pose_bone) for pose_bone in pose_bones]
 
     states = _at_frames(rig, frames, state) if frames is not None else [state()]
-    return (np.stack([deltas for deltas, _ in states]),
+    return (_deltas(rig, np.stack([posed for posed, _ in states]), rig.evaluated),
             {b: np.stack([channels[i] for _, channels in states]) for i, b in enumerate(bones)})
 
 
@@ -515,10 +526,12 @@ def _errors_degrees(remaining: np.ndarray) -> np.ndarray:
 
 
 def _pose_state(rig: MappedRig) -> dict:
-    """Every bone's rotation channels, {bone: (property, values)}, for _restore."""
+    """The rotation channels of the bones a write may set (_written_bones: the others stay as they are),
+    {bone: (property, values)}, for _restore."""
     from .rig_bridge import current_channels, rotation_path
 
-    return {pb.name: (rotation_path(pb.rotation_mode), current_channels(pb)) for pb in rig.object.pose.bones}
+    bones = [rig.object.pose.bones[rig.converter.armature.names[b]] for b in _written_bones(rig)]
+    return {pb.name: (rotation_path(pb.rotation_mode), current_channels(pb)) for pb in bones}
 
 
 def _restore(rig: MappedRig, state: dict) -> None:
@@ -527,20 +540,21 @@ def _restore(rig: MappedRig, state: dict) -> None:
     bpy.context.view_layer.update()
 
 
-def _settle(rig: MappedRig, pose: np.ndarray, chosen: list[int]) -> np.ndarray:
+def _settle(rig: MappedRig, pose: np.ndarray, chosen: list[int]) -> tuple[np.ndarray, tuple | None]:
     """Set the `chosen` joints (writable, at least one) to pose (165,) (constrained parents and stretchy spines
     need more passes: up to PASSES, until within SETTLED_DEGREES; joints that follow their controls in part take
-    longer steps, see _aim); returns each joint's error in degrees at the last measurement."""
+    longer steps, see _aim); returns each joint's error in degrees at the last measurement, and that measurement
+    (_measure) where it is of the rig as left (settled), else None."""
     previous, steps = None, np.ones((1, len(chosen)))
     for _ in range(PASSES):
         measured = _measure(rig)
         aimed, remaining, steps = _aim(rig, pose[None], chosen, measured, previous, steps)
         errors = _errors_degrees(remaining)[0]
         if errors.max() < SETTLED_DEGREES:
-            break
+            return errors, measured
         _set(rig, _channels(rig, aimed, chosen, measured, None))
         previous = remaining
-    return errors
+    return errors, None
 
 
 def _check_followed(rig: MappedRig, chosen: list[int], errors: np.ndarray) -> None:
@@ -551,9 +565,10 @@ def _check_followed(rig: MappedRig, chosen: list[int], errors: np.ndarray) -> No
                           f"constraint or IK drives them): nothing was changed. Check the rig map's write bones.")
 
 
-def _channels_as_set(rig: MappedRig, chosen: list[int], reference_frame: float | None):
-    """The channels of the `chosen` joints' bones as the rig now has them, on every written bone."""
-    measured = _measure(rig)
+def _channels_as_set(rig: MappedRig, chosen: list[int], reference_frame: float | None, measured=None):
+    """The channels of the `chosen` joints' bones as the rig now has them (as `measured`, when given: _settle's
+    measurement), on every written bone."""
+    measured = _measure(rig) if measured is None else measured
     return _channels(rig, rig.converter.read(measured[0]), chosen, measured, reference_frame)
 
 
@@ -564,8 +579,8 @@ def _settled_channels(rig: MappedRig, pose: np.ndarray, chosen: list[int], refer
         return []
     state = _pose_state(rig)
     try:
-        errors = _settle(rig, pose, chosen)
-        channels = _channels_as_set(rig, chosen, reference_frame)
+        errors, measured = _settle(rig, pose, chosen)
+        channels = _channels_as_set(rig, chosen, reference_frame, measured)
     finally:
         _restore(rig, state)
     _check_followed(rig, chosen, errors)
@@ -580,13 +595,14 @@ def apply_pose(rig: MappedRig, pose: np.ndarray, joints, key_frame: float | None
         return
     state = _pose_state(rig)
     try:
-        _check_followed(rig, chosen, _settle(rig, pose, chosen))
+        errors, measured = _settle(rig, pose, chosen)
+        _check_followed(rig, chosen, errors)
     except Exception:
         _restore(rig, state)
         raise
     if key_frame is not None:
-        keyframes.write_channels(keyframes.object_channelbag(rig.object), _channels_as_set(rig, chosen, None),
-                                 np.array([key_frame]))
+        keyframes.write_channels(keyframes.object_channelbag(rig.object),
+                                 _channels_as_set(rig, chosen, None, measured), np.array([key_frame]))
 
 
 def write_track(rig: MappedRig, poses: np.ndarray, joints, frames: np.ndarray, write):

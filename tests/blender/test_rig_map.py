@@ -348,8 +348,8 @@ def test_constrained_track_is_read_with_its_skins_out_of_the_evaluation(monkeypa
     bpy.context.view_layer.objects.active = painted
     bpy.ops.object.mode_set(mode='WEIGHT_PAINT')  # as when painting its weights with the rig posed
     seen = []
-    evaluate = mapped_rig.evaluated_deltas
-    monkeypatch.setattr(mapped_rig, "evaluated_deltas", lambda *args: seen.append(
+    evaluate = mapped_rig._posed
+    monkeypatch.setattr(mapped_rig, "_posed", lambda *args: seen.append(
         (body.hide_viewport, held.hide_viewport, painted.hide_viewport)) or evaluate(*args))
     read = rig_bridge.read_track(rig_bridge.find_rig(ob), frames)
     assert seen == [(True, False, False)] * len(frames)
@@ -360,12 +360,12 @@ def test_constrained_track_is_read_with_its_skins_out_of_the_evaluation(monkeypa
     def fail(*args):
         assert body.hide_viewport
         raise RuntimeError("stop")
-    monkeypatch.setattr(mapped_rig, "evaluated_deltas", fail)
+    monkeypatch.setattr(mapped_rig, "_posed", fail)
     with pytest.raises(RuntimeError):
         rig_bridge.read_track(rig_bridge.find_rig(ob), frames)
     assert not body.hide_viewport and body.select_get()
 
-    monkeypatch.setattr(mapped_rig, "evaluated_deltas", evaluate)
+    monkeypatch.setattr(mapped_rig, "_posed", evaluate)
     assert mapped_rig._skins(rig)
     held.modifiers.new("Cloth", 'CLOTH')  # a simulation: the body might collide in its cached frames
     assert not mapped_rig._skins(rig)
