@@ -607,11 +607,14 @@ def apply_pose(rig: MappedRig, pose: np.ndarray, joints, key_frame: float | None
 
 def write_track(rig: MappedRig, poses: np.ndarray, joints, frames: np.ndarray, write):
     """Write the writable `joints` of poses (T, 165) at `frames` (T,) with write(channels, frames) (see
-    rig_bridge.write_track), in passes as apply_pose sets a pose: after the first write, each pass evaluates the rig
+    rig_bridge.write_track), in passes as apply_pose sets a pose. After the first write, each pass evaluates the rig
     once at each keyed frame still off its pose (the frames where the written bones have keys: a curve's other
-    frames follow its interpolation; see _keyed for the frames that drop out once settled) and rewrites those.
-    One pass, with no evaluation after it, on a rig without constraints (plain FK follows exactly). Returns what
-    the first write returned (the later ones set the same keys)."""
+    frames follow its interpolation; see _keyed for the frames that drop out once settled) and writes the keyed
+    frames again, those still off corrected, the others as they are (one write: its cost hardly depends on the
+    frames it takes). One pass, with no evaluation after it, on a rig without constraints (plain FK follows
+    exactly). Returns what the first write returned (the later ones set the same keys)."""
+    from .rig_bridge import nearest_equivalent
+
     frames = np.asarray(frames, dtype=np.float64)
     chosen = _writable(rig, joints)
     if not chosen:
@@ -623,22 +626,28 @@ def write_track(rig: MappedRig, poses: np.ndarray, joints, frames: np.ndarray, w
     if not rig.constrained:
         return result
     keyed, own = _keyed(rig, channels, frames)
-    at = np.flatnonzero(keyed)  # the frames corrected, with each one's last errors and steps (rig_map.pass_steps)
+    at = keyed = np.flatnonzero(keyed)  # the frames corrected, with their last errors and steps (rig_map.pass_steps)
     remaining, steps = remaining[at], steps[at]
-    for _ in range(1, PASSES if at.size else 1):
+    keys = {}  # bone -> its channels at the keyed frames, as last measured
+    for _ in range(PASSES - 1 if at.size else 0):
         measured = _measure(rig, frames[at])
+        rows = np.searchsorted(keyed, at)
+        for b, values in measured[1].items():
+            keys.setdefault(b, values)[rows] = values
         aimed, remaining, steps = _aim(rig, poses[at], chosen, measured, remaining, steps)
         off = _errors_degrees(remaining).max(axis=1) >= SETTLED_DEGREES
         if not off.any():
             break
         off |= ~own[at]
-        at, aimed, remaining, steps = at[off], aimed[off], remaining[off], steps[off]
-        channels = _channels(rig, aimed, chosen, (measured[0][off], {b: v[off] for b, v in measured[1].items()}),
-                             frames[0])
-        # A write sets the keys between its first and last frame: one per run of neighbouring keyed frames.
-        place = np.searchsorted(np.flatnonzero(keyed), at)
-        for run in np.split(np.arange(len(at)), np.flatnonzero(np.diff(place) > 1) + 1):
-            write([keyframes.Channel(c.data_path, c.group, c.values[run]) for c in channels], frames[at[run]])
+        at, rows, aimed, remaining, steps = at[off], rows[off], aimed[off], remaining[off], steps[off]
+        corrected = _channels(rig, aimed, chosen, (measured[0][off], {b: v[off] for b, v in measured[1].items()}),
+                              frames[0])
+        channels = []
+        for channel in corrected:
+            values = keys[rig.converter.armature.index(channel.group)].copy()
+            values[rows] = nearest_equivalent(channel, values[rows])
+            channels.append(keyframes.Channel(channel.data_path, channel.group, values))
+        write(channels, frames[keyed])
     return result
 
 

@@ -344,7 +344,7 @@ def update_track_keys(rig: Rig, poses: np.ndarray, joints, frames: np.ndarray, a
                 missing.append(channel)
                 continue
             current = keyframes.evaluate_channel(channelbag, channel.data_path, len(curves), at, channel.values[0])
-            values = _nearest_equivalent(channel, current)
+            values = nearest_equivalent(channel, current)
             written += sum(keyframes.update_keys(c, at, values[:, i]) for i, c in enumerate(curves) if c)
         if add_curves and missing:
             keyframes.write_channels(channelbag, missing, at)
@@ -354,7 +354,7 @@ def update_track_keys(rig: Rig, poses: np.ndarray, joints, frames: np.ndarray, a
     return write_track(rig, poses, joints, frames, write)
 
 
-def _nearest_equivalent(channel: keyframes.Channel, current: np.ndarray) -> np.ndarray:
+def nearest_equivalent(channel: keyframes.Channel, current: np.ndarray) -> np.ndarray:
     """The channel's values as the same rotations written nearest to the curves' current values: quaternion
     sign per frame, Euler angles by whole turns (so sparse keys keep interpolating the way they did)."""
     values = channel.values
