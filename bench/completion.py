@@ -18,8 +18,8 @@ import torch
 from dposerx_blender.core.layout import MODEL_SLICES, joint_mask_to_model_mask, model_to_pose
 from dposerx_blender.core.skeleton import NUM_JOINTS, OCCLUSION_GROUPS
 from dposerx_blender.core.limits import within_limits
-from dposerx_blender.core.solvers import (SAMPLED_COMPLETION, SCHEDULES, complete, complete_by_sampling, completion_data,
-                                          completion_start, optimize, per_row_prior)
+from dposerx_blender.core.solvers import (SAMPLED_COMPLETION, SCHEDULES, bank_grafts, complete, complete_by_sampling,
+                                          completion_data, completion_start, optimize, per_row_prior)
 from dposerx_blender.core.tasks import normalised_positions
 from training.evaluate import affected_points, positions, to_model
 
@@ -137,10 +137,7 @@ def random_training(train_normalised: torch.Tensor) -> Method:
     best of k measures how far plain coverage of the training distribution gets."""
     def run(obs, mask, k, generator):
         _body_only(mask)
-        drawn = torch.randint(len(train_normalised), (len(obs), k), generator=generator)
-        out = obs[:, None].repeat(1, k, 1)
-        out[..., BODY] = torch.where(mask[:, None, BODY], out[..., BODY], train_normalised[drawn])
-        return out
+        return bank_grafts(obs, mask, train_normalised, k, generator)
     return run
 
 

@@ -52,6 +52,12 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _require_file(path: Path) -> None:
+    if not path.is_file():
+        raise DPoserError(f"Prior weights incomplete: {path} is missing. Reinstall the extension, or point the "
+                          f"weights path preference at a folder made by `python build.py export`.")
+
+
 def load_prior(directory: str | Path | None = None, variant: str | None = None, device="cpu",
                dtype: torch.dtype = torch.float32) -> Prior:
     """Load the bundled prior; `variant` "combined" (part networks) or "fused" (default: the meta's choice)."""
@@ -61,9 +67,7 @@ def load_prior(directory: str | Path | None = None, variant: str | None = None, 
     directory = Path(directory) if directory is not None else default_weights_dir()
     meta_path, weights_path = directory / META_FILE, directory / WEIGHTS_FILE
     for path in (meta_path, weights_path):
-        if not path.is_file():
-            raise DPoserError(f"Prior weights incomplete: {path} is missing. Reinstall the extension, or point the "
-                              f"weights path preference at a folder made by `python build.py export`.")
+        _require_file(path)
     try:
         meta = json.loads(meta_path.read_text())
     except json.JSONDecodeError as exc:
@@ -71,8 +75,7 @@ def load_prior(directory: str | Path | None = None, variant: str | None = None, 
     recorded = meta.get("sha256", {})
     for name in {WEIGHTS_FILE, *recorded}:  # the weights always; the pose bank where the export wrote one
         path = directory / name
-        if not path.is_file():
-            raise DPoserError(f"Prior weights incomplete: {path} is missing. Reinstall the extension.")
+        _require_file(path)
         if recorded.get(name) != file_sha256(path):
             raise DPoserError(f"{path} does not match the hash recorded in {META_FILE}: the file is damaged "
                               f"or from another export.")
