@@ -4,6 +4,8 @@ rigs (a Mixamo-named A-pose rig built like the tests' and a Rigify rig generated
 the same poses on each. Also timed alone: the conversions (read the pose, write it back; read and key a track; a
 clean-up's write into those keys, every joint 3 degrees along each axis, and the same with the trunk's joints
 turned on one frame in four: on Rigify only those frames need more than one correction pass) that a map replaces.
+Of a job's time outside the solver, the share spent evaluating a constraint-driven rig frame by frame (Blender's
+own constraint evaluation, which playback pays too) and the number of frames evaluated.
 
 A second table: reading a keyed track, per frame, on the bare armature and with a body-sized mesh skinned to it
 (SKIN_VERTICES vertices, each weighted to its nearest deforming bone, re-deformed whenever the scene is evaluated),
@@ -51,6 +53,7 @@ def fresh_scene():
 
 
 SOLVER_SECONDS: list = []  # time inside core.tasks, per job
+EVALUATIONS: list = []  # (frames, seconds) of each mapped_rig._at_frames call (the rig evaluated frame by frame)
 
 
 def time_solvers() -> None:
@@ -70,16 +73,35 @@ def time_solvers() -> None:
         setattr(tasks, name, timed_task)
 
 
-def job(operator, repeats) -> tuple[float, float]:
-    """(median job seconds, median seconds outside the solver)."""
-    totals, outside = [], []
+def time_evaluations() -> None:
+    """Wrap mapped_rig._at_frames, so a job's time outside the solver splits into the rig's frame-by-frame
+    evaluation (scene.frame_set and the matrices read there: Blender's cost, which playback pays too) and the rest
+    (converting, keying)."""
+    evaluate = mapped_rig._at_frames
+
+    def timed_evaluation(rig, frames, measure):
+        start = time.perf_counter()
+        try:
+            return evaluate(rig, frames, measure)
+        finally:
+            EVALUATIONS.append((len(frames), time.perf_counter() - start))
+    mapped_rig._at_frames = timed_evaluation
+
+
+def job(operator, repeats) -> tuple[float, float, float, float]:
+    """Medians over the repeats: job seconds, seconds outside the solver, seconds of frame-by-frame rig evaluation,
+    frames evaluated."""
+    totals, outside, evaluating, frames = [], [], [], []
     for _ in range(repeats):
         SOLVER_SECONDS.clear()
+        EVALUATIONS.clear()
         start = time.perf_counter()
         operator()
         totals.append(time.perf_counter() - start)
         outside.append(totals[-1] - sum(SOLVER_SECONDS))
-    return statistics.median(totals), statistics.median(outside)
+        evaluating.append(sum(seconds for _, seconds in EVALUATIONS))
+        frames.append(sum(count for count, _ in EVALUATIONS))
+    return tuple(statistics.median(v) for v in (totals, outside, evaluating, frames))
 
 
 def measure(name, make) -> dict:
@@ -118,8 +140,10 @@ def measure(name, make) -> dict:
     bpy.ops.dposerx.lock_selected()
     settings = bpy.context.scene.dposerx
     settings.hypotheses, settings.clean_action_range, settings.clean_start, settings.clean_end = 10, False, 1, FRAMES
-    out["Complete Pose job"], out["Complete Pose outside solver"] = job(bpy.ops.dposerx.complete_pose, REPEATS)
-    out["Clean Mocap job"], out["Clean Mocap outside solver"] = job(bpy.ops.dposerx.clean_mocap, 3)
+    for name, operator, repeats in (("Complete Pose", bpy.ops.dposerx.complete_pose, REPEATS),
+                                    ("Clean Mocap", bpy.ops.dposerx.clean_mocap, 3)):
+        (out[f"{name} job"], out[f"{name} outside solver"], out[f"{name} evaluating the rig"],
+         out[f"{name} frames evaluated"]) = job(operator, repeats)
     return out
 
 
@@ -186,6 +210,7 @@ def table(results: dict, digits: int) -> None:
 def main() -> None:
     torch.set_num_threads(1)
     time_solvers()
+    time_evaluations()
     dposerx_blender.register()
     fresh_scene()
 
