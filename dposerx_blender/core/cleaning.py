@@ -420,27 +420,28 @@ def _sure_lambdas(y: np.ndarray, weights: np.ndarray, powers: np.ndarray | None,
     variance, fps = drift
     drift_band = tuple(f / (fps / 2) for f in DRIFT_BAND_HZ)
 
-    def residuals(lams: np.ndarray) -> np.ndarray:  # (len(lams), channels) weighted residual sums of squares
-        squared = [weights[:, None] * (y - whittaker(y, weights, lam, band)) ** 2 for lam in lams]
+    def residuals(lams: np.ndarray, part: np.ndarray) -> np.ndarray:  # (len(lams), channels of part): weighted RSS
+        squared = [weights[:, None] * (part - whittaker(part, weights, lam, band)) ** 2 for lam in lams]
         return np.array([s.sum()[None] if joint else s.sum(0) for s in squared])
 
-    def risks(lams: np.ndarray, rss: np.ndarray) -> np.ndarray:  # (len(lams), channels)
+    def risks(lams: np.ndarray, rss: np.ndarray, noise) -> np.ndarray:  # (len(lams), channels of rss)
         dof = _trace(len(y), lams)[:, None] * used.mean()
         drift_dof = _trace(len(y), lams, drift_band)[:, None] * used.mean()
-        return rss - powers * (used.sum() - 2 * dof) - variance * (used.sum() - 2 * drift_dof)
+        return rss - noise * (used.sum() - 2 * dof) - variance * (used.sum() - 2 * drift_dof)
 
     coarse = LAMBDAS[::4]
-    rss = residuals(coarse)
+    rss = residuals(coarse, y)
     if powers is None:
         powers = _white_noise(y, used, rss, coarse)
-    best = coarse[np.argmin(risks(coarse, rss), axis=0)]
+    best = coarse[np.argmin(risks(coarse, rss, powers), axis=0)]
     chosen = np.empty(channels)
     for c in range(channels):
         if powers[c] <= 0 and variance <= 0:
             chosen[c] = LAMBDAS[0]
             continue
         fine = best[c] * 10.0 ** np.array([-0.5, -0.25, 0.0, 0.25, 0.5])
-        chosen[c] = fine[np.argmin(risks(fine, residuals(fine))[:, c])]
+        part = y if joint else y[:, c:c + 1]  # the channels' fits are independent: refit only this one's
+        chosen[c] = fine[np.argmin(risks(fine, residuals(fine, part), powers[c])[:, 0])]
     return chosen
 
 
