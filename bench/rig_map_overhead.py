@@ -56,36 +56,28 @@ SOLVER_SECONDS: list = []  # time inside core.tasks, per job
 EVALUATIONS: list = []  # (frames, seconds) of each mapped_rig._at_frames call (the rig evaluated frame by frame)
 
 
-def time_solvers() -> None:
-    """Wrap the task functions the jobs call, so a job's time splits into the solver's and the rest (reading the
-    rig, converting, writing: what a map can add)."""
+def record_calls(module, name: str, record) -> None:
+    """Replace module.name by a wrapper that calls record(args, seconds) after each call."""
+    function = getattr(module, name)
+
+    def timed_call(*args, **kwargs):
+        start = time.perf_counter()
+        try:
+            return function(*args, **kwargs)
+        finally:
+            record(args, time.perf_counter() - start)
+    setattr(module, name, timed_call)
+
+
+def time_calls() -> None:
+    """Split a job's time: the task functions the jobs call (the solver; the rest is reading the rig, converting,
+    writing: what a map can add), and mapped_rig._at_frames (a constraint-driven rig evaluated frame by frame:
+    scene.frame_set and the matrices read there, Blender's cost, which playback pays too; its frames counted)."""
     from dposerx_blender.core import tasks
 
     for name in ("complete", "denoise_track"):
-        function = getattr(tasks, name)
-
-        def timed_task(*args, _function=function, **kwargs):
-            start = time.perf_counter()
-            try:
-                return _function(*args, **kwargs)
-            finally:
-                SOLVER_SECONDS.append(time.perf_counter() - start)
-        setattr(tasks, name, timed_task)
-
-
-def time_evaluations() -> None:
-    """Wrap mapped_rig._at_frames, so a job's time outside the solver splits into the rig's frame-by-frame
-    evaluation (scene.frame_set and the matrices read there: Blender's cost, which playback pays too) and the rest
-    (converting, keying)."""
-    evaluate = mapped_rig._at_frames
-
-    def timed_evaluation(rig, frames, measure):
-        start = time.perf_counter()
-        try:
-            return evaluate(rig, frames, measure)
-        finally:
-            EVALUATIONS.append((len(frames), time.perf_counter() - start))
-    mapped_rig._at_frames = timed_evaluation
+        record_calls(tasks, name, lambda _args, seconds: SOLVER_SECONDS.append(seconds))
+    record_calls(mapped_rig, "_at_frames", lambda args, seconds: EVALUATIONS.append((len(args[1]), seconds)))
 
 
 def job(operator, repeats) -> tuple[float, float, float, float]:
@@ -209,8 +201,7 @@ def table(results: dict, digits: int) -> None:
 
 def main() -> None:
     torch.set_num_threads(1)
-    time_solvers()
-    time_evaluations()
+    time_calls()
     dposerx_blender.register()
     fresh_scene()
 
